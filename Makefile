@@ -1,0 +1,38 @@
+# The two commands of the README: `make demo` and `make test`. Both create .venv if it is missing.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# torch is pinned (also in pyproject.toml): an unpinned install can pull a multi-GB CUDA build.
+TORCH := torch==2.13.0
+DEMO := demo-output
+
+.PHONY: demo test test-fast lint clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet "$(TORCH)"
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $@
+
+# Train a small model on the bundled text for a minute or two, then generate from it.
+demo: $(STAMP)
+	$(BIN)/mini-transformer-lab train --data example_data/ai_intro.txt --epochs 8 \
+	    --d_model 128 --n_heads 4 --n_layers 3 --d_ff 512 --lr 0.002 \
+	    --out_dir $(DEMO)/checkpoints --experiments_dir $(DEMO)/experiments --run_name demo-$$(date +%Y%m%d-%H%M%S)
+	$(BIN)/mini-transformer-lab generate --checkpoint $(DEMO)/checkpoints/checkpoint.pt \
+	    --prompt "Training even a mini transformer" --temperature 0.5 --max_new_tokens 300 --seed 7
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow"
+
+lint: $(STAMP)
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+clean:
+	rm -rf $(DEMO) .pytest_cache .ruff_cache

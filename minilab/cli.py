@@ -1,0 +1,165 @@
+"""The command line: ``mini-transformer-lab train|generate ...``. Parses flags, calls the library.
+
+Every flag is accepted with underscores (``--batch_size``, as the seed writes them) and with
+dashes (``--batch-size``). A problem with the input is one line on stderr and exit status 2.
+"""
+
+import argparse
+import os
+import sys
+from dataclasses import MISSING, fields
+
+from minilab.config import POS_ENCODINGS, ModelConfig, TrainConfig
+from minilab.errors import LabError
+
+MODEL_FLAGS = ("context_length", "d_model", "n_heads", "n_layers", "d_ff", "dropout", "pos_encoding")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, not argparse's usage block
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _flag(parser, name: str, **kwargs) -> None:
+    """Add ``--name`` and, if it has underscores, ``--name-with-dashes`` for the same setting."""
+    names = [f"--{name}"] + ([f"--{name.replace('_', '-')}"] if "_" in name else [])
+    parser.add_argument(*names, dest=name, **kwargs)
+
+
+def _default(cls, name):
+    f = next(f for f in fields(cls) if f.name == name)
+    return f.default if f.default is not MISSING else None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="mini-transformer-lab",
+        allow_abbrev=False,
+        description="Train a small GPT-style language model on your text and generate from it.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    t = sub.add_parser("train", help="train a model on a text file (or resume training)", allow_abbrev=False)
+    # SUPPRESS: only the flags the user typed appear, so a resume can tell them from defaults.
+    s = argparse.SUPPRESS
+    _flag(t, "data", metavar="FILE", default=s, help="UTF-8 text file to train on (required)")
+    _flag(t, "resume", metavar="CKPT", default=s, help="continue training from this checkpoint")
+    _flag(t, "epochs", type=int, default=s, help="train until this epoch (default 10)")
+    _flag(t, "batch_size", type=int, default=s, help="sequences per step (default 32; fewer for a tiny text)")
+    _flag(t, "steps_per_epoch", type=int, default=s, help="steps per epoch (default: one pass over the text, >= 50)")
+    _flag(t, "lr", type=float, default=s, help=f"peak learning rate (default {_default(TrainConfig, 'lr')})")
+    _flag(t, "min_lr_ratio", type=float, default=s, help="final lr as a fraction of --lr (default 0.1)")
+    _flag(t, "warmup_steps", type=int, default=s, help="linear warmup steps (default: 10%% of steps, <= 100)")
+    _flag(t, "weight_decay", type=float, default=s, help="AdamW weight decay (default 0.1)")
+    _flag(t, "grad_clip", type=float, default=s, help="clip gradient norm to this, 0 = off (default 1.0)")
+    _flag(t, "val_fraction", type=float, default=s, help="share of the text held out (default 0.1)")
+    _flag(t, "seed", type=int, default=s, help="random seed for a reproducible run (default 1337)")
+    _flag(t, "device", default=s, help="auto | cpu | cuda | mps (default auto: cuda, then mps, then cpu)")
+    _flag(t, "out_dir", metavar="DIR", default=s, help="where checkpoints go (default checkpoints)")
+    _flag(t, "experiments_dir", metavar="DIR", default=s, help="where run logs go (default experiments)")
+    _flag(t, "run_name", default=s, help="name of this run's experiment folder (default: time and data name)")
+    _flag(t, "sample_length", type=int, default=s, help="characters sampled into samples.txt per epoch (200)")
+    _flag(t, "context_length", type=int, default=s, help="tokens the model attends over (default 256)")
+    _flag(t, "d_model", type=int, default=s, help="model width (default 256)")
+    _flag(t, "n_heads", type=int, default=s, help="attention heads (default 8)")
+    _flag(t, "n_layers", type=int, default=s, help="transformer blocks (default 4)")
+    _flag(t, "d_ff", type=int, default=s, help="feed-forward hidden width (default 1024)")
+    _flag(t, "dropout", type=float, default=s, help="dropout rate (default 0.1)")
+    _flag(t, "pos_encoding", choices=POS_ENCODINGS, default=s, help="position encoding (default sinusoidal)")
+
+    g = sub.add_parser("generate", help="generate text from a checkpoint", allow_abbrev=False)
+    _flag(
+        g,
+        "checkpoint",
+        metavar="CKPT",
+        required=True,
+        help="checkpoint file; a bare name is also looked for in checkpoints/",
+    )
+    _flag(g, "prompt", default="", help="text to continue (default: start from a newline)")
+    _flag(g, "max_new_tokens", type=int, default=200, help="tokens to generate (default 200)")
+    _flag(
+        g,
+        "temperature",
+        type=float,
+        default=0.8,
+        help="above 1 flattens the distribution (more random), below 1 sharpens it; 0 = greedy (default 0.8)",
+    )
+    _flag(g, "top_k", type=int, default=0, help="keep only the k most likely tokens, 0 = off (default 0)")
+    _flag(g, "top_p", type=float, default=1.0, help="keep the smallest set reaching probability p (default 1.0)")
+    _flag(g, "num_samples", type=int, default=1, help="how many continuations (default 1)")
+    _flag(g, "seed", type=int, default=None, help="random seed (default: different each run)")
+    _flag(g, "device", default="auto", help="auto | cpu | cuda | mps (default auto)")
+    return parser
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from minilab.checkpoint import load_checkpoint, resolve_checkpoint
+    from minilab.train import Trainer, resume_configs
+
+    given = {k: v for k, v in vars(args).items() if k not in ("command", "resume")}
+    model_flags = {k: v for k, v in given.items() if k in MODEL_FLAGS}
+    train_flags = {k: v for k, v in given.items() if k not in MODEL_FLAGS}
+    if "resume" in args:
+        ckpt = load_checkpoint(resolve_checkpoint(args.resume))
+        train_cfg, _ = resume_configs(ckpt, train_flags, model_flags)
+        trainer = Trainer(train_cfg, resume=ckpt)
+    else:
+        if "data" not in train_flags:
+            raise LabError("train needs --data FILE (the text to learn from)")
+        trainer = Trainer(TrainConfig(**train_flags), ModelConfig(**model_flags))
+    result = trainer.fit()
+    print(
+        f"done: best val loss {result.best_val_loss:.4f} after {result.epochs} epochs "
+        f"({result.wall_time:.1f}s). Try:\n  mini-transformer-lab generate --checkpoint "
+        f'{result.out_dir / "best_model.pt"} --prompt "..."'
+    )
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from minilab.checkpoint import load_model
+    from minilab.device import resolve_device
+    from minilab.generate import check_sampling
+    from minilab.textgen import stream_text
+
+    check_sampling(args.temperature, args.top_k, args.top_p, args.max_new_tokens)
+    if not 1 <= args.num_samples <= 1000:
+        raise LabError(f"--num_samples must be between 1 and 1000, got {args.num_samples}")
+    device = resolve_device(args.device)
+    model, tokenizer, _ = load_model(args.checkpoint, device)
+    tokenizer.encode(args.prompt)  # unseen characters are an error before anything is printed
+    for i in range(args.num_samples):
+        if args.num_samples > 1:
+            print(f"{'' if i == 0 else chr(10)}--- sample {i + 1} ---", flush=True)
+        seed = None if args.seed is None else args.seed + i
+        print(args.prompt, end="", flush=True)
+        for piece in stream_text(
+            model, tokenizer, args.prompt, args.max_new_tokens, args.temperature, args.top_k, args.top_p, seed
+        ):
+            print(piece, end="", flush=True)
+        print(flush=True)
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "generate": cmd_generate}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except LabError as e:
+        print(f"mini-transformer-lab {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"mini-transformer-lab {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # e.g. `generate ... | head`: the reader left, nothing is wrong
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except OSError as e:  # disk full, permission denied, ...: say which file and why
+        where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+        print(f"mini-transformer-lab {args.command}: error: {e.strerror or e}{where}", file=sys.stderr)
+        return 1

@@ -1,0 +1,117 @@
+"""Typed settings for the model and for a training run, validated once when they are made.
+
+Both are plain dataclasses that turn into JSON-ready dicts (``to_dict``) and back (``from_dict``),
+so a checkpoint and an experiment folder carry exactly the settings that made them.
+"""
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+from minilab.errors import LabError
+
+POS_ENCODINGS = ("sinusoidal", "learned")
+
+
+@dataclass
+class ModelConfig:
+    """The shape of the transformer. Defaults are the seed's: 256 context, 256 wide, 8 heads, 4 layers."""
+
+    vocab_size: int = 65
+    context_length: int = 256  # longest sequence the model attends over (block_size in nanoGPT)
+    d_model: int = 256  # width of the residual stream (n_embd)
+    n_heads: int = 8  # attention heads per layer; each is d_model // n_heads wide
+    n_layers: int = 4  # transformer blocks
+    d_ff: int = 1024  # hidden width of the feed-forward network
+    dropout: float = 0.1  # dropout on embeddings and on each residual branch, during training only
+    pos_encoding: str = "sinusoidal"  # 'sinusoidal' (fixed, as the seed draws it) or 'learned'
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "context_length", "d_model", "n_heads", "n_layers", "d_ff"):
+            _check_int(name, getattr(self, name), low=1, high=1 << 20)
+        _check_float("dropout", self.dropout, low=0.0, high=1.0, high_open=True)
+        if self.d_model % self.n_heads:
+            raise LabError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
+        if self.pos_encoding not in POS_ENCODINGS:
+            raise LabError(f"pos_encoding {self.pos_encoding!r}: choose one of {', '.join(POS_ENCODINGS)}")
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.n_heads
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        return _from_dict(cls, d, "model config")
+
+
+@dataclass
+class TrainConfig:
+    """How to train: data, length, batch, optimizer, schedule, evaluation and where files go."""
+
+    data: str = ""  # path of the training text
+    epochs: int = 10  # train until this epoch number (on resume: the epoch to reach)
+    batch_size: int = 0  # sequences per optimizer step; 0 = auto: 32, fewer for a text smaller than that
+    steps_per_epoch: int = 0  # 0 = auto: enough batches to cover the training text once, at least 50
+    lr: float = 1e-3  # peak learning rate, reached after warmup
+    min_lr_ratio: float = 0.1  # cosine decay ends at lr * min_lr_ratio
+    warmup_steps: int = -1  # -1 = auto: 10% of all steps, at most 100
+    weight_decay: float = 0.1  # AdamW weight decay on the weight matrices (not on biases or norms)
+    beta1: float = 0.9
+    beta2: float = 0.95
+    grad_clip: float = 1.0  # clip the global gradient norm to this (0 = off)
+    val_fraction: float = 0.1  # the last part of the text held out for validation
+    seed: int = 1337
+    device: str = "auto"
+    out_dir: str = "checkpoints"
+    experiments_dir: str = "experiments"
+    run_name: str = ""  # '' = a name made from the time and the data file
+    sample_length: int = 200  # characters generated into samples.txt after each epoch (0 = none)
+
+    def __post_init__(self) -> None:
+        _check_int("epochs", self.epochs, low=1, high=1 << 24)
+        _check_int("batch_size", self.batch_size, low=0, high=1 << 24)
+        _check_int("steps_per_epoch", self.steps_per_epoch, low=0, high=1 << 30)
+        _check_int("warmup_steps", self.warmup_steps, low=-1, high=1 << 30)
+        _check_int("sample_length", self.sample_length, low=0, high=1 << 20)
+        _check_int("seed", self.seed, low=0, high=2**63 - 1)
+        _check_float("lr", self.lr, low=0.0, high=10.0, low_open=True)
+        _check_float("min_lr_ratio", self.min_lr_ratio, low=0.0, high=1.0)
+        _check_float("weight_decay", self.weight_decay, low=0.0, high=10.0)
+        _check_float("beta1", self.beta1, low=0.0, high=1.0, high_open=True)
+        _check_float("beta2", self.beta2, low=0.0, high=1.0, high_open=True)
+        _check_float("grad_clip", self.grad_clip, low=0.0, high=1e6)
+        _check_float("val_fraction", self.val_fraction, low=0.0, high=0.5, high_open=True)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        return _from_dict(cls, d, "training config")
+
+
+def _from_dict(cls, d: dict, what: str):
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(d) - known)
+    if unknown:
+        raise LabError(f"unknown {what} key(s): {', '.join(unknown)}")
+    return cls(**d)
+
+
+def _check_int(name: str, value, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise LabError(f"{name} must be a whole number, got {value!r}")
+    if not low <= value <= high:
+        raise LabError(f"{name} must be between {low} and {high}, got {value}")
+
+
+def _check_float(name, value, low, high, low_open=False, high_open=False) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise LabError(f"{name} must be a finite number, got {value!r}")
+    too_low = value <= low if low_open else value < low
+    too_high = value >= high if high_open else value > high
+    if too_low or too_high:
+        lo, hi = ("(" if low_open else "["), (")" if high_open else "]")
+        raise LabError(f"{name} must be in {lo}{low}, {high}{hi}, got {value}")

@@ -1,0 +1,73 @@
+"""Reading the user's text, splitting it into train and validation, and drawing random batches."""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from minilab.errors import LabError
+
+
+def read_text(path: str | Path) -> str:
+    """Read a UTF-8 text file, or raise LabError saying exactly what is wrong with it."""
+    p = Path(path)
+    if not p.exists():
+        raise LabError(f"data file {str(path)!r} does not exist")
+    if p.is_dir():
+        raise LabError(f"data path {str(path)!r} is a directory, not a text file")
+    try:
+        raw = p.read_bytes()
+    except OSError as e:
+        raise LabError(f"cannot read data file {str(path)!r}: {e.strerror or e}") from None
+    if not raw:
+        raise LabError(f"data file {str(path)!r} is empty")
+    if b"\x00" in raw[:65536]:
+        raise LabError(f"data file {str(path)!r} looks binary (it contains NUL bytes); give a text file")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise LabError(f"data file {str(path)!r} is not UTF-8 text (bad byte at offset {e.start})") from None
+    if not text.strip():
+        raise LabError(f"data file {str(path)!r} holds only whitespace")
+    return text.removeprefix("\ufeff")  # an editor's byte-order mark is not part of the text
+
+
+@dataclass
+class Splits:
+    """Token ids for training and validation, the window length used, and notes for the user."""
+
+    train: torch.Tensor
+    val: torch.Tensor
+    window: int  # tokens per training sequence: the context length, or less for a tiny text
+    notes: list[str] = field(default_factory=list)
+
+
+def split_tokens(ids: list[int], val_fraction: float, context_length: int) -> Splits:
+    """The first (1 - val_fraction) of the tokens trains, the rest validates; tiny texts are adjusted."""
+    tokens = torch.tensor(ids, dtype=torch.long)
+    n = len(tokens)
+    if n < 3:
+        raise LabError(f"the text has only {n} character(s); at least 3 are needed to train")
+    notes = []
+    n_val = int(n * val_fraction)
+    if val_fraction > 0 and n_val < 2:
+        notes.append(
+            f"the text ({n} tokens) is too short for a {val_fraction:g} validation split; "
+            "training without validation (best_model.pt follows the training loss)"
+        )
+        n_val = 0
+    train, val = tokens[: n - n_val], tokens[n - n_val :]
+    window = min(context_length, len(train) - 1)
+    if window < context_length:
+        notes.append(
+            f"the training text ({len(train)} tokens) is shorter than the context ({context_length}); "
+            f"training on windows of {window} tokens"
+        )
+    return Splits(train=train, val=val, window=window, notes=notes)
+
+
+def get_batch(data: torch.Tensor, batch_size: int, window: int, generator: torch.Generator):
+    """Random windows of the data: inputs x and targets y, y being x shifted one token left. (B, T) each"""
+    starts = torch.randint(len(data) - window, (batch_size,), generator=generator)  # (B,)
+    rows = data.unfold(0, window + 1, 1)[starts]  # (B, T+1): a view of all windows, then B of them
+    return rows[:, :-1].contiguous(), rows[:, 1:].contiguous()

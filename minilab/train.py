@@ -1,0 +1,367 @@
+"""The training loop: sample batches, forward, loss, backward, AdamW step, evaluate, checkpoint.
+
+What an epoch is: the text is not walked through in order. Each step draws ``batch_size`` random
+windows of ``context_length`` tokens from the training split, and an epoch is ``steps_per_epoch``
+such steps: by default enough to draw as many tokens as the training split holds, and at least 50,
+so that a tiny text still gets a useful amount of training per epoch. By default a batch has 32
+sequences, or fewer when the training text is shorter than 8 windows (a step would otherwise see the
+same few hundred characters dozens of times over; smaller batches give more updates for the same
+time, which is what a tiny text needs). After each epoch the model is scored on the whole validation
+split and the checkpoints are written.
+"""
+
+import math
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from minilab.checkpoint import save_checkpoint
+from minilab.config import ModelConfig, TrainConfig
+from minilab.data import get_batch, read_text, split_tokens
+from minilab.device import resolve_device
+from minilab.errors import LabError
+from minilab.evaluate import evaluate_loss
+from minilab.generate import generate
+from minilab.model import GPT
+from minilab.runlog import RunLog, new_run_name
+from minilab.tokenizer import CharTokenizer, tokenizer_from_dict
+
+MIN_STEPS_PER_EPOCH = 50
+DEFAULT_BATCH_SIZE = 32
+MIN_AUTO_BATCH_SIZE = 8
+
+
+def lr_at(step: int, total_steps: int, warmup_steps: int, lr: float, min_lr: float) -> float:
+    """Linear warmup from lr/warmup to lr, then cosine decay to min_lr at the last step."""
+    if step < warmup_steps:
+        return lr * (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return min_lr + 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress))) * (lr - min_lr)
+
+
+def auto_batch_size(n_train: int, window: int) -> int:
+    """32 sequences, or as many windows as the training text holds (at least 8) if that is fewer."""
+    return max(MIN_AUTO_BATCH_SIZE, min(DEFAULT_BATCH_SIZE, math.ceil(n_train / window)))
+
+
+def make_optimizer(model: GPT, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
+    """AdamW with weight decay on weight matrices only; biases and norm gains are not decayed."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), fused=device.type == "cuda")
+
+
+def resume_configs(ckpt: dict, train_flags: dict, model_flags: dict) -> tuple[TrainConfig, ModelConfig]:
+    """Settings for resuming: the checkpoint's, with the given training flags on top.
+
+    Model flags must agree with the checkpoint: a different architecture cannot load its weights.
+    """
+    model_cfg = ModelConfig.from_dict(ckpt["model_config"])
+    for key, value in model_flags.items():
+        saved = getattr(model_cfg, key)
+        if value != saved:
+            raise LabError(f"--{key} {value} contradicts the checkpoint, which has {key} = {saved}")
+    saved_args = dict(ckpt.get("train_args") or {})
+    return TrainConfig.from_dict({**saved_args, **train_flags}), model_cfg
+
+
+@dataclass
+class TrainResult:
+    """What a finished run reports."""
+
+    best_val_loss: float
+    final_train_loss: float
+    final_val_loss: float
+    epochs: int
+    steps: int
+    wall_time: float
+    tokens_per_sec: float
+    run_dir: Path
+    out_dir: Path
+
+
+class Trainer:
+    """One training run. Everything is checked in ``__init__`` before any file is written."""
+
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        model_cfg: ModelConfig | None = None,
+        resume: dict | None = None,
+        log=print,
+        progress: bool = True,
+    ):
+        self.t0 = time.perf_counter()
+        self.log, self.progress = log, progress
+        self.device = resolve_device(cfg.device)
+        out_dir, exp_dir = Path(cfg.out_dir), Path(cfg.experiments_dir)
+        for d, flag in ((out_dir, "--out_dir"), (exp_dir, "--experiments_dir")):
+            if d.exists() and not d.is_dir():
+                raise LabError(f"{flag} {str(d)!r} is a file, not a directory")
+        text = read_text(cfg.data)
+        if resume is not None:
+            self.tokenizer = tokenizer_from_dict(resume["tokenizer"])
+            model_cfg = ModelConfig.from_dict(resume["model_config"])
+            unseen = self.tokenizer.unknown(text)
+            if unseen:
+                shown = " ".join(repr(c) for c in unseen[:10])
+                raise LabError(
+                    f"{cfg.data} has {len(unseen)} character(s) the checkpoint's vocabulary lacks: "
+                    f"{shown}; a resumed model cannot learn new characters"
+                )
+        else:
+            self.tokenizer = CharTokenizer.from_text(text)
+            model_cfg = replace(model_cfg or ModelConfig(), vocab_size=self.tokenizer.vocab_size)
+        self.splits = split_tokens(self.tokenizer.encode(text), cfg.val_fraction, model_cfg.context_length)
+        window = self.splits.window
+        batch_size = cfg.batch_size or auto_batch_size(len(self.splits.train), window)
+        if batch_size != (cfg.batch_size or DEFAULT_BATCH_SIZE):
+            self.splits.notes.append(
+                f"the training text holds only {len(self.splits.train) / window:.1f} "
+                f"windows of {window} tokens; using batches of {batch_size}"
+            )
+        steps_per_epoch = cfg.steps_per_epoch or max(
+            MIN_STEPS_PER_EPOCH, math.ceil(len(self.splits.train) / (batch_size * window))
+        )
+        total = cfg.epochs * steps_per_epoch
+        warmup = cfg.warmup_steps if cfg.warmup_steps >= 0 else min(100, total // 10)
+        # Store the resolved values so that a resume continues with exactly these.
+        self.cfg = cfg = replace(cfg, batch_size=batch_size, steps_per_epoch=steps_per_epoch, warmup_steps=warmup)
+        self.model_cfg = model_cfg
+
+        torch.manual_seed(cfg.seed)
+        self.model = GPT(model_cfg).to(self.device)
+        self.optimizer = make_optimizer(self.model, cfg, self.device)
+        self.batch_gen = torch.Generator().manual_seed(cfg.seed)  # the data order, saved for resume
+        self.epoch, self.step, self.best_val = 0, 0, math.inf
+        self.prior_wall, self.tokens_seen = 0.0, 0
+        self.run_name = cfg.run_name or new_run_name(cfg.data)
+        if resume is not None:
+            self._restore(resume)
+        self.run_dir = exp_dir / self.run_name
+        if self.run_dir.exists() and not self.run_dir.is_dir():
+            raise LabError(f"experiment path {str(self.run_dir)!r} is a file, not a directory")
+        if resume is None and self.run_dir.exists() and any(self.run_dir.iterdir()):
+            raise LabError(f"experiment folder {str(self.run_dir)!r} already holds a run; choose another --run_name")
+        if self.epoch >= cfg.epochs:
+            raise LabError(
+                f"the checkpoint is already at epoch {self.epoch}; ask for --epochs above {self.epoch} to train further"
+            )
+        self.out_dir = out_dir
+
+    def _restore(self, ckpt: dict) -> None:
+        try:
+            self.model.load_state_dict(ckpt["model_state"])
+            self.optimizer.load_state_dict(ckpt["optimizer_state"])
+        except (RuntimeError, KeyError, ValueError) as e:
+            raise LabError(
+                f"cannot resume: the checkpoint's state does not fit its config ({str(e).splitlines()[0][:160]})"
+            ) from None
+        self.epoch, self.step = int(ckpt["epoch"]), int(ckpt["step"])
+        self.best_val = float(ckpt.get("best_val_loss", math.inf))
+        run = ckpt.get("run") or {}
+        self.run_name = self.cfg.run_name or run.get("name") or self.run_name
+        self.prior_wall = float(run.get("wall_time", 0.0))
+        self.tokens_seen = int(run.get("tokens_seen", 0))
+        rng = ckpt["rng"]
+        torch.set_rng_state(rng["torch"])
+        self.batch_gen.set_state(rng["batch"])
+        if self.device.type == "cuda" and rng.get("cuda") is not None:
+            torch.cuda.set_rng_state(rng["cuda"], self.device)
+
+    # ---------------------------------------------------------------- the loop
+
+    def fit(self) -> TrainResult:
+        """Train from the current epoch to ``cfg.epochs``, writing checkpoints and the experiment log."""
+        cfg, model, splits = self.cfg, self.model, self.splits
+        resumed = self.step > 0
+        for note in splits.notes:
+            self.log(f"note: {note}")
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.runlog = RunLog(self.run_dir, resume_step=self.step if resumed else None)
+        self.runlog.write_json(
+            "config.json",
+            {
+                "model": self.model_cfg.to_dict(),
+                "train": cfg.to_dict(),
+                "tokenizer": self.tokenizer.to_dict(),
+                "parameters": model.num_params(),
+                "device": str(self.device),
+            },
+        )
+        self.log(
+            f"{'resuming' if resumed else 'training'} a {model.num_params() / 1e6:.2f}M-parameter model on "
+            f"{self.device}: {len(splits.train):,} training and {len(splits.val):,} validation tokens, "
+            f"vocabulary {self.tokenizer.vocab_size}; epochs {self.epoch + 1}..{cfg.epochs}, "
+            f"{cfg.steps_per_epoch} steps of {cfg.batch_size} x {splits.window} tokens each"
+        )
+        self.log(f"checkpoints -> {self.out_dir}/   experiment log -> {self.run_dir}/")
+        total_steps = cfg.epochs * cfg.steps_per_epoch
+        self.train_time, self.session_tokens = 0.0, 0  # this process only, for tokens/s
+        last_val, last_train = math.nan, math.nan
+        model.train()
+        while self.epoch < cfg.epochs:
+            self.epoch += 1
+            t_epoch = time.perf_counter()
+            losses = []
+            bar = tqdm(
+                total=cfg.steps_per_epoch,
+                desc=f"epoch {self.epoch}/{cfg.epochs}",
+                unit="step",
+                leave=False,
+                dynamic_ncols=True,
+                disable=None if self.progress else True,
+            )
+            for _ in range(cfg.steps_per_epoch):
+                t = time.perf_counter()
+                lr = lr_at(self.step, total_steps, cfg.warmup_steps, cfg.lr, cfg.lr * cfg.min_lr_ratio)
+                loss = self._train_step(lr)
+                self.step += 1
+                dt = time.perf_counter() - t
+                n_tokens = cfg.batch_size * splits.window
+                self.train_time += dt
+                self.session_tokens += n_tokens
+                self.tokens_seen += n_tokens
+                losses.append(loss)
+                self.runlog.log_step(
+                    {
+                        "step": self.step,
+                        "epoch": self.epoch,
+                        "train_loss": loss,
+                        "lr": lr,
+                        "tokens_per_sec": n_tokens / dt,
+                    }
+                )
+                bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{n_tokens / dt:,.0f}", refresh=False)
+                bar.update()
+            bar.close()
+            last_train = sum(losses) / len(losses)
+            last_val = evaluate_loss(model, splits.val, splits.window, cfg.batch_size, self.device)
+            model.train()
+            score = last_train if math.isnan(last_val) else last_val
+            is_best = score < self.best_val
+            if is_best:
+                self.best_val = score
+            if not math.isnan(last_val):
+                self.runlog.set_val(last_val)
+            self._save(is_best)
+            self._write_epoch_logs(last_train, last_val)
+            val_part = "" if math.isnan(last_val) else f" | val loss {last_val:.4f} | val ppl {math.exp(last_val):.2f}"
+            self.log(
+                f"epoch {self.epoch}/{cfg.epochs} | train loss {last_train:.4f}{val_part} | "
+                f"lr {lr:.2e} | {cfg.steps_per_epoch * n_tokens / max(time.perf_counter() - t_epoch, 1e-9):,.0f} "
+                f"tok/s | {time.perf_counter() - t_epoch:.1f}s{' | best' if is_best else ''}"
+            )
+        return TrainResult(
+            best_val_loss=self.best_val,
+            final_train_loss=last_train,
+            final_val_loss=last_val,
+            epochs=self.epoch,
+            steps=self.step,
+            wall_time=self._wall(),
+            tokens_per_sec=self._tokens_per_sec(),
+            run_dir=self.run_dir,
+            out_dir=self.out_dir,
+        )
+
+    def _train_step(self, lr: float) -> float:
+        cfg = self.cfg
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        x, y = get_batch(self.splits.train, cfg.batch_size, self.splits.window, self.batch_gen)
+        x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+        _, loss = self.model(x, y)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+        value = loss.item()
+        if not math.isfinite(value):
+            raise LabError(
+                f"the loss became {value} at step {self.step + 1}; training stopped before that "
+                f"update (try a lower --lr than {cfg.lr:g})"
+            )
+        self.optimizer.step()
+        return value
+
+    def _tokens_per_sec(self) -> float:
+        return self.session_tokens / self.train_time if self.train_time else 0.0
+
+    def _wall(self) -> float:
+        return self.prior_wall + time.perf_counter() - self.t0
+
+    # ---------------------------------------------------------------- files
+
+    def checkpoint_payload(self) -> dict:
+        """Everything needed to rebuild the model and continue training exactly where it stopped."""
+        return {
+            "model_state": self.model.state_dict(),
+            "model_config": self.model_cfg.to_dict(),
+            "tokenizer": self.tokenizer.to_dict(),
+            "optimizer_state": self.optimizer.state_dict(),
+            "scheduler": {
+                "kind": "warmup_cosine",
+                "step": self.step,
+                "total_steps": self.cfg.epochs * self.cfg.steps_per_epoch,
+                "warmup_steps": self.cfg.warmup_steps,
+                "lr": self.cfg.lr,
+                "min_lr": self.cfg.lr * self.cfg.min_lr_ratio,
+            },
+            "epoch": self.epoch,
+            "step": self.step,
+            "best_val_loss": self.best_val,
+            "train_args": self.cfg.to_dict(),
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "batch": self.batch_gen.get_state(),
+                "cuda": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
+            },
+            "run": {"name": self.run_name, "wall_time": self._wall(), "tokens_seen": self.tokens_seen},
+        }
+
+    def _save(self, is_best: bool) -> None:
+        names = [f"checkpoint_epoch_{self.epoch}.pt", "checkpoint.pt"] + (["best_model.pt"] if is_best else [])
+        save_checkpoint([self.out_dir / name for name in names], self.checkpoint_payload())
+
+    def _write_epoch_logs(self, train_loss: float, val_loss: float) -> None:
+        cfg, log = self.cfg, self.runlog
+        if cfg.sample_length:
+            log.add_sample(self.epoch, self.step, self.sample(cfg.sample_length, seed=cfg.seed + self.epoch))
+        log.plot(f"{self.run_name}: {self.model.num_params() / 1e6:.2f}M parameters")
+        finite = lambda v: None if not math.isfinite(v) else v  # noqa: E731  (JSON has no inf/nan)
+        log.write_json(
+            "summary.json",
+            {
+                "run": self.run_name,
+                "epochs": self.epoch,
+                "steps": self.step,
+                "parameters": self.model.num_params(),
+                "best_val_loss": finite(self.best_val),
+                "final_train_loss": finite(train_loss),
+                "final_val_loss": finite(val_loss),
+                "tokens_seen": self.tokens_seen,
+                "wall_time_sec": round(self._wall(), 3),
+                "tokens_per_sec": round(self._tokens_per_sec(), 1),
+                "device": str(self.device),
+                "checkpoint_dir": str(self.out_dir),
+            },
+        )
+
+    def sample(self, length: int, seed: int, temperature: float = 0.8) -> str:
+        """A short generation from a newline, with its own generator so training randomness is untouched."""
+        start = self.tokenizer.stoi.get("\n", 0)
+        idx = torch.tensor([[start]], device=self.device)
+        gen = torch.Generator(device=self.device).manual_seed(seed)
+        ids = [int(t) for t in generate(self.model, idx, length, temperature=temperature, generator=gen)]
+        self.model.train()
+        return self.tokenizer.decode(ids)
+
+
+def train(data: str, model_config: ModelConfig | None = None, **settings) -> TrainResult:
+    """Notebook entry point: ``train("my_data.txt", ModelConfig(n_layers=2), epochs=3)``."""
+    return Trainer(TrainConfig(data=str(data), **settings), model_config).fit()
