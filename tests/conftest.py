@@ -1,0 +1,61 @@
+"""Shared helpers: tiny models and tiny runs that take a fraction of a second on a CPU."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from minilab.config import ModelConfig, TrainConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "example_data" / "ai_intro.txt"
+
+
+def tiny_model_config(**overrides) -> ModelConfig:
+    base = dict(vocab_size=20, context_length=16, d_model=32, n_heads=4, n_layers=2, d_ff=64, dropout=0.0)
+    return ModelConfig(**{**base, **overrides})
+
+
+TINY_MODEL_FLAGS = ["--context_length", "32", "--d_model", "32", "--n_heads", "4", "--n_layers", "2", "--d_ff", "64"]
+
+
+def tiny_train_config(tmp_path: Path, **overrides) -> TrainConfig:
+    base = dict(
+        data=str(EXAMPLE),
+        epochs=2,
+        batch_size=4,
+        steps_per_epoch=5,
+        device="cpu",
+        out_dir=str(tmp_path / "checkpoints"),
+        experiments_dir=str(tmp_path / "experiments"),
+        run_name="run",
+        sample_length=20,
+        lr=3e-3,
+    )
+    return TrainConfig(**{**base, **overrides})
+
+
+def run_cli(*args, cwd=None, timeout=300) -> subprocess.CompletedProcess:
+    """Run the seed's entry point in a subprocess, as a user would."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, str(ROOT / "mini-transformer-lab.py"), *map(str, args)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
+
+
+def snapshot(directory: Path) -> dict:
+    """Path -> bytes of every file under ``directory``: to prove that nothing changed."""
+    return {p: p.read_bytes() for p in sorted(Path(directory).rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(autouse=True)
+def _fixed_threads():
+    torch.set_num_threads(min(2, os.cpu_count() or 1))

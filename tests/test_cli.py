@@ -1,0 +1,228 @@
+"""The command line as a user meets it: the seed's commands, and bad input of every kind."""
+
+import shutil
+
+import pytest
+
+from minilab.cli import main
+from tests.conftest import EXAMPLE, TINY_MODEL_FLAGS, run_cli, snapshot
+
+FAST = [*TINY_MODEL_FLAGS, "--steps_per_epoch", "3", "--batch_size", "4", "--sample_length", "10", "--device", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A directory where the seed's `train --data my_data.txt --epochs 1` has run (tiny model)."""
+    d = tmp_path_factory.mktemp("lab")
+    shutil.copy(EXAMPLE, d / "my_data.txt")
+    r = run_cli("train", "--data", "my_data.txt", "--epochs", "1", *FAST, cwd=d)
+    assert r.returncode == 0, r.stderr
+    return d
+
+
+def cli(args, cwd, monkeypatch, capsys):
+    """Run the CLI in-process from ``cwd``: (exit code, stdout, stderr)."""
+    monkeypatch.chdir(cwd)
+    try:
+        code = main([str(a) for a in args])
+    except SystemExit as e:  # argparse's own exits
+        code = e.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.slow
+def test_seed_flow_end_to_end(trained, tmp_path):
+    trained = shutil.copytree(trained, tmp_path / "lab")  # the module's run stays at epoch 1
+    names = {p.name for p in (trained / "checkpoints").iterdir()}
+    assert names == {"checkpoint.pt", "best_model.pt", "checkpoint_epoch_1.pt"}
+    runs = list((trained / "experiments").iterdir())
+    assert len(runs) == 1
+    assert {p.name for p in runs[0].iterdir()} >= {
+        "config.json",
+        "metrics.csv",
+        "loss.png",
+        "samples.txt",
+        "summary.json",
+    }
+    for name in sorted(names):  # bare names resolve through checkpoints/
+        r = run_cli(
+            "generate",
+            "--checkpoint",
+            name,
+            "--prompt",
+            "The future of AI is",
+            "--max_new_tokens",
+            "20",
+            "--seed",
+            "1",
+            cwd=trained,
+        )
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.startswith("The future of AI is") and len(r.stdout) >= len("The future of AI is") + 20
+    r = run_cli(
+        "generate",
+        "--checkpoint",
+        "best_model.pt",
+        "--prompt",
+        "In a galaxy far away",
+        "--temperature",
+        "0.7",
+        "--top_k",
+        "40",
+        "--top_p",
+        "0.9",
+        "--max_new_tokens",
+        "30",
+        cwd=trained,
+    )
+    assert r.returncode == 0, r.stderr
+    r = run_cli("train", "--data", "my_data.txt", "--resume", "checkpoint_epoch_1.pt", "--epochs", "2", cwd=trained)
+    assert r.returncode == 0, r.stderr
+    assert "resuming" in r.stdout and "epoch 2/2" in r.stdout
+    assert (trained / "checkpoints" / "checkpoint_epoch_2.pt").exists()
+    assert len(list((trained / "experiments").iterdir())) == 1  # the same run continues
+
+
+def test_dashed_and_underscored_flags(tmp_path, monkeypatch, capsys):
+    shutil.copy(EXAMPLE, tmp_path / "t.txt")
+    args = [
+        "train",
+        "--data",
+        "t.txt",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "2",
+        "--steps-per-epoch",
+        "2",
+        "--context-length",
+        "16",
+        "--d-model",
+        "16",
+        "--n-heads",
+        "2",
+        "--n-layers",
+        "1",
+        "--d-ff",
+        "32",
+        "--sample-length",
+        "0",
+        "--device",
+        "cpu",
+    ]
+    code, out, err = cli(args, tmp_path, monkeypatch, capsys)
+    assert code == 0, err
+    code, out, err = cli(
+        [
+            "generate",
+            "--checkpoint",
+            "checkpoint.pt",
+            "--max-new-tokens",
+            "5",
+            "--top-k",
+            "3",
+            "--num-samples",
+            "2",
+            "--seed",
+            "1",
+        ],
+        tmp_path,
+        monkeypatch,
+        capsys,
+    )
+    assert code == 0, err
+    assert "--- sample 2 ---" in out
+
+
+def test_generate_is_reproducible_with_seed(trained, monkeypatch, capsys):
+    args = ["generate", "--checkpoint", "checkpoint.pt", "--prompt", "The", "--max_new_tokens", "40", "--seed", "5"]
+    a = cli(args, trained, monkeypatch, capsys)
+    b = cli(args, trained, monkeypatch, capsys)
+    assert a[0] == 0 and a[1] == b[1]
+
+
+BAD_TRAIN = [
+    (["--data", "missing.txt"], "does not exist"),
+    (["--data", "empty.txt"], "is empty"),
+    (["--data", "adir"], "is a directory"),
+    (["--data", "binary.txt"], "looks binary"),
+    (["--data", "latin1.txt"], "not UTF-8"),
+    (["--data", "blank.txt"], "only whitespace"),
+    (["--data", "ok.txt", "--epochs", "0"], "epochs must be between 1"),
+    (["--data", "ok.txt", "--epochs", "-3"], "epochs must be between 1"),
+    (["--data", "ok.txt", "--epochs", "ten"], "invalid int value"),
+    (["--data", "ok.txt", "--lr", "nan"], "lr must be a finite number"),
+    (["--data", "ok.txt", "--lr", "-0.1"], "lr must be in"),
+    (["--data", "ok.txt", "--batch_size", "-4"], "batch_size must be between"),
+    (["--data", "ok.txt", "--dropout", "1.5"], "dropout must be in"),
+    (["--data", "ok.txt", "--val_fraction", "0.9"], "val_fraction must be in"),
+    (["--data", "ok.txt", "--d_model", "30", "--n_heads", "8"], "divisible by n_heads"),
+    (["--data", "ok.txt", "--context_length", "0"], "context_length must be between"),
+    (["--data", "ok.txt", "--d_model", "99999999"], "d_model must be between"),
+    (["--data", "ok.txt", "--device", "cuda"], "no CUDA GPU"),
+    (["--data", "ok.txt", "--device", "tpu"], "choose one of auto"),
+    (["--data", "ok.txt", "--out_dir", "afile"], "is a file, not a directory"),
+    (["--data", "ok.txt", "--pos_encoding", "rotary"], "invalid choice"),
+    (["--data", "ok.txt", "--bogus", "1"], "unrecognized arguments: --bogus"),
+    (["--epochs", "2"], "needs --data"),
+    (["--data", "ok.txt", "--resume", "nothere.pt"], "looked for nothere.pt and checkpoints/nothere.pt"),
+    (["--data", "ok.txt", "--resume", "ok.txt"], "not a checkpoint file"),
+    (["--data", "ok.txt", "--resume", "checkpoint.pt", "--d_model", "64"], "contradicts the checkpoint"),
+    (["--data", "ok.txt", "--resume", "checkpoint.pt", "--epochs", "1"], "already at epoch 1"),
+    (["--data", "unseen.txt", "--resume", "checkpoint.pt", "--epochs", "3"], "vocabulary lacks"),
+]
+
+BAD_GENERATE = [
+    (["--checkpoint", "missing.pt"], "not found"),
+    (["--checkpoint", "ok.txt"], "not a checkpoint file"),
+    (["--checkpoint", "empty.txt"], "is empty"),
+    (["--checkpoint", "adir"], "is a directory"),
+    (["--checkpoint", "checkpoint.pt", "--prompt", "Zebra ✨"], "not in the model's vocabulary: 'Z'"),
+    (["--checkpoint", "checkpoint.pt", "--temperature", "-1"], "--temperature must be"),
+    (["--checkpoint", "checkpoint.pt", "--top_p", "0"], "--top_p must be in (0, 1]"),
+    (["--checkpoint", "checkpoint.pt", "--top_p", "1.5"], "--top_p must be in (0, 1]"),
+    (["--checkpoint", "checkpoint.pt", "--top_k", "-2"], "--top_k must be"),
+    (["--checkpoint", "checkpoint.pt", "--max_new_tokens", "-1"], "--max_new_tokens must be"),
+    (["--checkpoint", "checkpoint.pt", "--num_samples", "0"], "--num_samples must be"),
+    (["--checkpoint", "checkpoint.pt", "--device", "mps"], "MPS backend is not available"),
+    (["--prompt", "hi"], "the following arguments are required: --checkpoint"),
+]
+
+
+@pytest.fixture
+def bad_inputs_dir(trained, tmp_path):
+    """A working directory with a real run in it plus one file of every kind of bad input."""
+    shutil.copytree(trained / "checkpoints", tmp_path / "checkpoints")
+    shutil.copy(EXAMPLE, tmp_path / "ok.txt")
+    (tmp_path / "empty.txt").write_bytes(b"")
+    (tmp_path / "adir").mkdir()
+    (tmp_path / "binary.txt").write_bytes(b"\x00\x01\x02binary\x00")
+    (tmp_path / "latin1.txt").write_bytes("caf\xe9 au lait".encode("latin-1"))
+    (tmp_path / "blank.txt").write_text("  \n\t\n")
+    (tmp_path / "afile").write_text("I am a file")
+    (tmp_path / "unseen.txt").write_text("Zzz QQQ XX")
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("command", "args", "message"),
+    [("train", *case) for case in BAD_TRAIN] + [("generate", *case) for case in BAD_GENERATE],
+)
+def test_bad_input_is_one_clean_line_and_changes_nothing(bad_inputs_dir, monkeypatch, capsys, command, args, message):
+    before = snapshot(bad_inputs_dir)
+    code, out, err = cli([command, *args], bad_inputs_dir, monkeypatch, capsys)
+    assert code == 2
+    assert message in err
+    assert len(err.strip().splitlines()) == 1, err
+    assert "Traceback" not in err + out
+    assert snapshot(bad_inputs_dir) == before
+    assert not (bad_inputs_dir / "experiments").exists()
+
+
+@pytest.mark.slow
+def test_bad_input_in_a_real_process_has_no_traceback(bad_inputs_dir):
+    for args in (["train", "--data", "latin1.txt"], ["generate", "--checkpoint", "ok.txt"]):
+        r = run_cli(*args, cwd=bad_inputs_dir)
+        assert r.returncode == 2 and "Traceback" not in r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1

@@ -1,0 +1,143 @@
+import csv
+import json
+import math
+
+import pytest
+import torch
+
+from minilab.checkpoint import load_checkpoint
+from minilab.data import split_tokens
+from minilab.errors import LabError
+from minilab.train import Trainer, lr_at, resume_configs
+from tests.conftest import tiny_model_config, tiny_train_config
+
+
+def _model_cfg(**kw):
+    return tiny_model_config(context_length=32, dropout=0.1, **kw)
+
+
+def test_lr_schedule_warmup_then_cosine():
+    lrs = [lr_at(s, 100, 10, 1.0, 0.1) for s in range(100)]
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(lrs[9:], lrs[10:]))
+    assert lrs[-1] == pytest.approx(0.1, abs=1e-3)
+
+
+def test_run_writes_checkpoints_and_experiment_files(tmp_path):
+    result = Trainer(tiny_train_config(tmp_path), _model_cfg(), log=lambda *_: None, progress=False).fit()
+    ck = tmp_path / "checkpoints"
+    assert {p.name for p in ck.iterdir()} == {
+        "checkpoint_epoch_1.pt",
+        "checkpoint_epoch_2.pt",
+        "checkpoint.pt",
+        "best_model.pt",
+    }
+    ckpt = load_checkpoint(ck / "checkpoint.pt")
+    for key in (
+        "model_state",
+        "model_config",
+        "tokenizer",
+        "optimizer_state",
+        "scheduler",
+        "epoch",
+        "step",
+        "best_val_loss",
+        "rng",
+        "train_args",
+    ):
+        assert key in ckpt
+    assert ckpt["epoch"] == 2 and ckpt["step"] == 10
+    run = tmp_path / "experiments" / "run"
+    rows = list(csv.DictReader(open(run / "metrics.csv")))
+    assert [int(r["step"]) for r in rows] == list(range(1, 11))
+    assert {r["val_loss"] != "" for r in rows} == {True, False}
+    assert rows[4]["val_loss"] and rows[9]["val_loss"]  # end of each epoch
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["best_val_loss"] == pytest.approx(result.best_val_loss)
+    assert summary["parameters"] > 0 and summary["tokens_per_sec"] > 0
+    assert (run / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (run / "samples.txt").read_text().count("=== epoch") == 2
+    assert json.loads((run / "config.json").read_text())["model"]["d_model"] == 32
+
+
+def test_loss_goes_down(tmp_path):
+    cfg = tiny_train_config(tmp_path, epochs=3, steps_per_epoch=20)
+    result = Trainer(cfg, _model_cfg(), log=lambda *_: None, progress=False).fit()
+    rows = list(csv.DictReader(open(result.run_dir / "metrics.csv")))
+    assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"]) - 0.5
+
+
+@pytest.mark.parametrize("pos", ["sinusoidal", "learned"])
+def test_resume_gives_identical_weights(tmp_path, pos):
+    """2 epochs straight == resume from the epoch-1 checkpoint for the 2nd epoch (dropout on: RNG matters)."""
+    quiet = dict(log=lambda *_: None, progress=False)
+    Trainer(tiny_train_config(tmp_path / "a"), _model_cfg(pos_encoding=pos), **quiet).fit()
+    straight = load_checkpoint(tmp_path / "a" / "checkpoints" / "checkpoint.pt")
+    mid = load_checkpoint(tmp_path / "a" / "checkpoints" / "checkpoint_epoch_1.pt")
+    flags = {"out_dir": str(tmp_path / "b" / "checkpoints"), "experiments_dir": str(tmp_path / "b" / "exp")}
+    train_cfg, _ = resume_configs(mid, flags, {})
+    Trainer(train_cfg, resume=mid, **quiet).fit()
+    resumed = load_checkpoint(tmp_path / "b" / "checkpoints" / "checkpoint.pt")
+    assert resumed["epoch"] == 2 and resumed["step"] == straight["step"]
+    for name, tensor in straight["model_state"].items():
+        assert torch.equal(tensor, resumed["model_state"][name]), name
+    rows = list(csv.DictReader(open(tmp_path / "b" / "exp" / "run" / "metrics.csv")))
+    assert [int(r["step"]) for r in rows] == list(range(6, 11))
+
+
+def test_resume_continues_metrics_without_duplicates(tmp_path):
+    quiet = dict(log=lambda *_: None, progress=False)
+    Trainer(tiny_train_config(tmp_path, epochs=2), _model_cfg(), **quiet).fit()
+    mid = load_checkpoint(tmp_path / "checkpoints" / "checkpoint_epoch_1.pt")
+    train_cfg, _ = resume_configs(mid, {"epochs": 3}, {})
+    Trainer(train_cfg, resume=mid, **quiet).fit()
+    rows = list(csv.DictReader(open(tmp_path / "experiments" / "run" / "metrics.csv")))
+    assert [int(r["step"]) for r in rows] == list(range(1, 16))
+
+
+def test_resume_refuses_contradicting_architecture_and_finished_runs(tmp_path):
+    quiet = dict(log=lambda *_: None, progress=False)
+    Trainer(tiny_train_config(tmp_path, epochs=1), _model_cfg(), **quiet).fit()
+    ckpt = load_checkpoint(tmp_path / "checkpoints" / "checkpoint.pt")
+    with pytest.raises(LabError, match="--d_model 64 contradicts the checkpoint"):
+        resume_configs(ckpt, {}, {"d_model": 64})
+    resume_configs(ckpt, {}, {"d_model": 32})  # agreeing is fine
+    train_cfg, _ = resume_configs(ckpt, {"epochs": 1}, {})
+    with pytest.raises(LabError, match="already at epoch 1"):
+        Trainer(train_cfg, resume=ckpt, **quiet)
+
+
+def test_same_seed_same_run(tmp_path):
+    quiet = dict(log=lambda *_: None, progress=False)
+    a = Trainer(tiny_train_config(tmp_path / "a", epochs=1), _model_cfg(), **quiet).fit()
+    b = Trainer(tiny_train_config(tmp_path / "b", epochs=1), _model_cfg(), **quiet).fit()
+    assert a.final_train_loss == b.final_train_loss and a.final_val_loss == b.final_val_loss
+
+
+def test_tiny_text_is_adjusted_with_notes(tmp_path):
+    data = tmp_path / "tiny.txt"
+    data.write_text("abcabcabd")
+    notes = []
+    cfg = tiny_train_config(tmp_path, data=str(data), epochs=1, batch_size=0)
+    Trainer(cfg, _model_cfg(), log=notes.append, progress=False).fit()
+    text = "\n".join(notes)
+    assert "too short for a 0.1 validation split" in text
+    assert "training on windows of 8 tokens" in text
+    assert (tmp_path / "checkpoints" / "best_model.pt").exists()
+
+
+def test_split_tokens_rules():
+    s = split_tokens(list(range(100)), 0.1, 32)
+    assert len(s.train) == 90 and len(s.val) == 10 and s.window == 32 and not s.notes
+    with pytest.raises(LabError, match="at least 3"):
+        split_tokens([1, 2], 0.1, 32)
+
+
+def test_nan_loss_stops_with_the_step(tmp_path):
+    cfg = tiny_train_config(tmp_path, lr=1e-3)
+    trainer = Trainer(cfg, _model_cfg(), log=lambda *_: None, progress=False)
+    with torch.no_grad():
+        trainer.model.ln_f.weight.fill_(math.nan)
+    with pytest.raises(LabError, match="at step 1;.*lower --lr"):
+        trainer.fit()
+    assert not (tmp_path / "checkpoints" / "best_model.pt").exists()
