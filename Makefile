@@ -17,10 +17,10 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $@
 
-# Train a small model on the bundled text for a minute or two, then generate from it.
+# Train a small model (0.8M parameters) on the bundled text for about a minute, then generate from it.
 demo: $(STAMP)
-	$(BIN)/mini-transformer-lab train --data example_data/ai_intro.txt --epochs 8 \
-	    --d_model 128 --n_heads 4 --n_layers 3 --d_ff 512 --lr 0.002 \
+	$(BIN)/mini-transformer-lab train --data example_data/ai_intro.txt --epochs 10 \
+	    --d_model 128 --n_heads 4 --n_layers 4 --d_ff 512 --lr 0.004 --dropout 0 \
 	    --out_dir $(DEMO)/checkpoints --experiments_dir $(DEMO)/experiments --run_name demo-$$(date +%Y%m%d-%H%M%S)
 	$(BIN)/mini-transformer-lab generate --checkpoint $(DEMO)/checkpoints/checkpoint.pt \
 	    --prompt "Training even a mini transformer" --temperature 0.5 --max_new_tokens 300 --seed 7
