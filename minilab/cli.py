@@ -76,7 +76,22 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         help="checkpoint file; a bare name is also looked for in checkpoints/",
     )
-    _flag(g, "prompt", default="", help="text to continue (default: start from a newline)")
+    _flag(g, "prompt", default=None, help="text to continue (default: start from a newline)")
+    _flag(g, "prompt_file", metavar="FILE", default=None, help="read the prompt from a UTF-8 text file")
+    _flag(
+        g,
+        "stop",
+        action="append",
+        default=[],
+        metavar="TEXT",
+        help="end a sample at this string (repeatable; escapes like \\n work)",
+    )
+    _flag(
+        g,
+        "interactive",
+        action="store_true",
+        help="keep the model loaded and answer each line typed (/help lists commands)",
+    )
     _flag(g, "max_new_tokens", type=int, default=200, help="tokens to generate (default 200)")
     _flag(
         g,
@@ -87,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _flag(g, "top_k", type=int, default=0, help="keep only the k most likely tokens, 0 = off (default 0)")
     _flag(g, "top_p", type=float, default=1.0, help="keep the smallest set reaching probability p (default 1.0)")
-    _flag(g, "num_samples", type=int, default=1, help="how many continuations (default 1)")
+    _flag(g, "num_samples", type=int, default=1, help="how many continuations, generated as one batch (default 1)")
     _flag(g, "seed", type=int, default=None, help="random seed (default: different each run)")
     _flag(g, "device", default="auto", help="auto | cpu | cuda | mps (default auto)")
     return parser
@@ -119,27 +134,50 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_generate(args: argparse.Namespace) -> int:
     from minilab.checkpoint import load_model
+    from minilab.data import read_text
     from minilab.device import resolve_device
     from minilab.generate import check_sampling
-    from minilab.textgen import stream_text
+    from minilab.interactive import run_interactive
+    from minilab.textgen import generate_texts, stream_text
 
     check_sampling(args.temperature, args.top_k, args.top_p, args.max_new_tokens)
     if not 1 <= args.num_samples <= 1000:
         raise LabError(f"--num_samples must be between 1 and 1000, got {args.num_samples}")
+    if args.prompt is not None and args.prompt_file is not None:
+        raise LabError("give --prompt or --prompt_file, not both")
+    if args.interactive and (args.prompt is not None or args.prompt_file is not None or args.num_samples > 1):
+        raise LabError("--interactive reads its prompts as you type them; drop --prompt/--prompt_file/--num_samples")
+    stop = [_unescape(s) for s in args.stop]
+    if any(not s for s in stop):
+        raise LabError("--stop needs a non-empty string")
+    prompt = read_text(args.prompt_file, "prompt file") if args.prompt_file is not None else (args.prompt or "")
     device = resolve_device(args.device)
     model, tokenizer, _ = load_model(args.checkpoint, device)
-    tokenizer.encode(args.prompt)  # unseen characters are an error before anything is printed
-    for i in range(args.num_samples):
-        if args.num_samples > 1:
-            print(f"{'' if i == 0 else chr(10)}--- sample {i + 1} ---", flush=True)
-        seed = None if args.seed is None else args.seed + i
-        print(args.prompt, end="", flush=True)
-        for piece in stream_text(
-            model, tokenizer, args.prompt, args.max_new_tokens, args.temperature, args.top_k, args.top_p, seed
-        ):
+    tokenizer.encode(prompt)  # unseen characters are an error before anything is printed
+    settings = dict(
+        max_new_tokens=args.max_new_tokens,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        seed=args.seed,
+    )
+    if args.interactive:
+        return run_interactive(model, tokenizer, settings, stop)
+    if args.num_samples == 1:
+        print(prompt, end="", flush=True)
+        for piece in stream_text(model, tokenizer, prompt, stop=stop, **settings):
             print(piece, end="", flush=True)
         print(flush=True)
+        return 0
+    texts = generate_texts(model, tokenizer, prompt, args.num_samples, stop=stop, **settings)
+    for i, text in enumerate(texts):
+        print(f"{'' if i == 0 else chr(10)}--- sample {i + 1} ---\n{prompt}{text}", flush=True)
     return 0
+
+
+def _unescape(text: str) -> str:
+    """'\\n' typed on a command line means a newline (and '\\t' a tab, '\\\\' a backslash)."""
+    return text.replace("\\\\", "\0").replace("\\n", "\n").replace("\\t", "\t").replace("\0", "\\")
 
 
 COMMANDS = {"train": cmd_train, "generate": cmd_generate}

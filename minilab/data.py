@@ -8,27 +8,27 @@ import torch
 from minilab.errors import LabError
 
 
-def read_text(path: str | Path) -> str:
+def read_text(path: str | Path, what: str = "data file") -> str:
     """Read a UTF-8 text file, or raise LabError saying exactly what is wrong with it."""
-    p = Path(path)
+    p, name = Path(path), f"{what} {str(path)!r}"
     if not p.exists():
-        raise LabError(f"data file {str(path)!r} does not exist")
+        raise LabError(f"{name} does not exist")
     if p.is_dir():
-        raise LabError(f"data path {str(path)!r} is a directory, not a text file")
+        raise LabError(f"{name} is a directory, not a text file")
     try:
         raw = p.read_bytes()
     except OSError as e:
-        raise LabError(f"cannot read data file {str(path)!r}: {e.strerror or e}") from None
+        raise LabError(f"cannot read {name}: {e.strerror or e}") from None
     if not raw:
-        raise LabError(f"data file {str(path)!r} is empty")
+        raise LabError(f"{name} is empty")
     if b"\x00" in raw[:65536]:
-        raise LabError(f"data file {str(path)!r} looks binary (it contains NUL bytes); give a text file")
+        raise LabError(f"{name} looks binary (it contains NUL bytes); give a text file")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise LabError(f"data file {str(path)!r} is not UTF-8 text (bad byte at offset {e.start})") from None
+        raise LabError(f"{name} is not UTF-8 text (bad byte at offset {e.start})") from None
     if not text.strip():
-        raise LabError(f"data file {str(path)!r} holds only whitespace")
+        raise LabError(f"{name} holds only whitespace")
     return text.removeprefix("\ufeff")  # an editor's byte-order mark is not part of the text
 
 

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 import torch
 
 from minilab.errors import LabError
+from minilab.kvcache import KVCache
 
 
 def check_sampling(temperature: float, top_k: int, top_p: float, max_new_tokens: int) -> None:
@@ -68,7 +69,47 @@ def sample_next(
     return torch.multinomial(probs, 1, generator=generator)
 
 
-@torch.no_grad()
+class CachedDecoder:
+    """Owns a KV cache for a batch of sequences: feed it tokens, get next-token logits back.
+
+    The prompt is prefilled in one forward pass, then each new token costs one position. Absolute
+    position encodings tie every cached key to its position, so the window cannot simply roll: when
+    the cache is full, the decoder keeps the last ``keep`` tokens (3/4 of the context by default)
+    and prefills them again at positions 0..keep-1, then goes on one token at a time.
+    """
+
+    def __init__(self, model, batch_size: int, keep: int | None = None):
+        self.model = model
+        self.ctx = model.cfg.context_length
+        self.keep = keep if keep is not None else max(1, self.ctx - self.ctx // 4)
+        if not 1 <= self.keep <= self.ctx:
+            raise ValueError(f"keep must be in 1..{self.ctx}, got {self.keep}")
+        self.cache = KVCache.for_model(model, batch_size)
+        self.window = torch.zeros(batch_size, self.ctx, dtype=torch.long, device=self.cache.k.device)
+
+    def tokens(self) -> torch.Tensor:
+        """The token ids whose keys and values are in the cache now. (B, length)"""
+        return self.window[:, : self.cache.length]
+
+    def prefill(self, idx: torch.Tensor) -> torch.Tensor:
+        """Start over from ``idx`` (B, T), keeping its last ``context_length`` tokens. Returns logits (B, V)."""
+        idx = idx[:, -self.ctx :]
+        self.cache.reset()
+        self.window[:, : idx.size(1)] = idx
+        logits, _ = self.model(idx, cache=self.cache)
+        return logits[:, -1, :]
+
+    def step(self, next_id: torch.Tensor) -> torch.Tensor:
+        """Append one token per sequence (B, 1) and return the logits that follow it (B, V)."""
+        n = self.cache.length
+        if n == self.ctx:  # full: slide the window and re-encode what is kept
+            return self.prefill(torch.cat([self.window[:, n - self.keep + 1 :], next_id], dim=1))
+        self.window[:, n] = next_id[:, 0]
+        logits, _ = self.model(next_id, cache=self.cache)
+        return logits[:, -1, :]
+
+
+@torch.inference_mode()
 def generate(
     model,
     idx: torch.Tensor,
@@ -77,13 +118,26 @@ def generate(
     top_k: int = 0,
     top_p: float = 1.0,
     generator: torch.Generator | None = None,
+    use_cache: bool = True,
 ) -> Iterator[torch.Tensor]:
     """Yield new token ids (B, 1) one at a time after the prompt ``idx`` (B, T).
 
-    Each step feeds the last ``context_length`` tokens back through the model (the plain recompute
-    loop), so generation can go on past the context window.
+    With ``use_cache`` (the default) a ``CachedDecoder`` does the work; without it, each step
+    feeds the last ``context_length`` tokens back through the whole model (the plain recompute loop,
+    kept as the reference and for the benchmark).
     """
     model.eval()
+    if max_new_tokens <= 0:
+        return
+    if use_cache:
+        decoder = CachedDecoder(model, idx.size(0))
+        logits = decoder.prefill(idx)
+        for i in range(max_new_tokens):
+            next_id = sample_next(logits, temperature, top_k, top_p, generator)  # (B, 1)
+            yield next_id
+            if i + 1 < max_new_tokens:
+                logits = decoder.step(next_id)
+        return
     context = model.cfg.context_length
     for _ in range(max_new_tokens):
         logits, _ = model(idx[:, -context:])  # (B, T, V)

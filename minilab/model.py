@@ -12,6 +12,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from minilab.config import ModelConfig
+from minilab.kvcache import KVCache
 
 
 def sinusoidal_table(length: int, dim: int) -> torch.Tensor:
@@ -25,13 +26,17 @@ def sinusoidal_table(length: int, dim: int) -> torch.Tensor:
     return table
 
 
+def future_mask(T: int, S: int, device=None) -> torch.Tensor:
+    """True where a query may NOT look: the last T of S positions are the queries. (T, S)"""
+    # Query i sits at position S - T + i and may look at keys 0..S-T+i, never later ones.
+    return torch.ones(T, S, dtype=torch.bool, device=device).triu(S - T + 1)
+
+
 def explicit_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor):
     """Causal attention written out: softmax(q k^T / sqrt(d), future masked) v. Returns (out, weights)."""
     T, S = q.size(-2), k.size(-2)
     scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))  # (B, nh, T, S)
-    # Query i sits at absolute position S - T + i and may look at keys 0..S-T+i, never later ones.
-    future = torch.ones(T, S, dtype=torch.bool, device=q.device).triu(S - T + 1)
-    scores = scores.masked_fill(future, float("-inf"))
+    scores = scores.masked_fill(future_mask(T, S, q.device), float("-inf"))
     weights = F.softmax(scores, dim=-1)  # (B, nh, T, S), each row sums to 1
     return weights @ v, weights  # (B, nh, T, hs)
 
@@ -39,9 +44,10 @@ def explicit_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor):
 class CausalSelfAttention(nn.Module):
     """Multi-head self-attention where each position sees only itself and earlier positions."""
 
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig, layer: int = 0):
         super().__init__()
         self.n_heads = cfg.n_heads
+        self.layer = layer  # which slot of a KV cache is ours
         self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model)  # queries, keys and values in one matmul
         self.proj = nn.Linear(cfg.d_model, cfg.d_model)
         self.resid_dropout = nn.Dropout(cfg.dropout)
@@ -49,17 +55,23 @@ class CausalSelfAttention(nn.Module):
         # the same maths spelled out, used for attention maps and as the reference in tests.
         self.fused = True
 
-    def forward(self, x: torch.Tensor, need_weights: bool = False):
+    def forward(self, x: torch.Tensor, need_weights: bool = False, cache: KVCache | None = None):
         B, T, C = x.shape
         q, k, v = self.qkv(x).split(C, dim=2)  # 3 x (B, T, C)
         q = q.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2)  # (B, nh, T, hs)
         k = k.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2)  # (B, nh, T, hs)
         v = v.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2)  # (B, nh, T, hs)
-        if self.fused and not need_weights:
-            # No dropout on the attention weights: it would force PyTorch off its fused kernel.
-            y, weights = F.scaled_dot_product_attention(q, k, v, is_causal=True), None
-        else:
+        if cache is not None:  # attend over the cached earlier tokens too: k, v become (B, nh, S, hs)
+            k, v = cache.update(self.layer, k, v)
+        S = k.size(2)
+        if need_weights or not self.fused:
             y, weights = explicit_attention(q, k, v)
+        elif T == S or T == 1:
+            # No dropout on the attention weights: it would force PyTorch off its fused kernel.
+            # A single new token may see every cached position, so it needs no mask at all.
+            y, weights = F.scaled_dot_product_attention(q, k, v, is_causal=T > 1), None
+        else:  # several new tokens after cached ones: the causal mask is offset by S - T
+            y, weights = F.scaled_dot_product_attention(q, k, v, attn_mask=~future_mask(T, S, q.device)), None
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # heads side by side again: (B, T, C)
         return self.resid_dropout(self.proj(y)), weights
 
@@ -80,17 +92,17 @@ class FeedForward(nn.Module):
 class Block(nn.Module):
     """One transformer layer, pre-norm: x + attn(norm(x)), then x + mlp(norm(x))."""
 
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig, layer: int = 0):
         super().__init__()
         self.ln1 = nn.LayerNorm(cfg.d_model)
-        self.attn = CausalSelfAttention(cfg)
+        self.attn = CausalSelfAttention(cfg, layer)
         self.ln2 = nn.LayerNorm(cfg.d_model)
         self.mlp = FeedForward(cfg)
 
-    def forward(self, x: torch.Tensor, need_weights: bool = False):
+    def forward(self, x: torch.Tensor, need_weights: bool = False, cache: KVCache | None = None):
         # Normalising the input of each branch (not the sum) keeps the residual path a clean
         # highway for gradients, which is why pre-norm trains stably without tricks.
-        a, weights = self.attn(self.ln1(x), need_weights)
+        a, weights = self.attn(self.ln1(x), need_weights, cache)
         x = x + a
         x = x + self.mlp(self.ln2(x))
         return x, weights
@@ -109,7 +121,7 @@ class GPT(nn.Module):
             self.register_buffer("pos_table", sinusoidal_table(cfg.context_length, cfg.d_model), persistent=False)
             self.emb_scale = math.sqrt(cfg.d_model)
         self.drop = nn.Dropout(cfg.dropout)
-        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
+        self.blocks = nn.ModuleList(Block(cfg, layer) for layer in range(cfg.n_layers))
         self.ln_f = nn.LayerNorm(cfg.d_model)
         self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
         # Weight tying: reading a token in and predicting it out share one matrix, which saves
@@ -138,26 +150,34 @@ class GPT(nn.Module):
         for block in self.blocks:
             block.attn.fused = fused
 
-    def embed(self, idx: torch.Tensor) -> torch.Tensor:
-        """Token embedding plus position encoding for positions 0..T-1. (B, T) -> (B, T, C)"""
+    def embed(self, idx: torch.Tensor, start: int = 0) -> torch.Tensor:
+        """Token embedding plus position encoding for positions start..start+T-1. (B, T) -> (B, T, C)"""
         T = idx.size(1)
-        if T > self.cfg.context_length:
-            raise ValueError(f"sequence of {T} tokens is longer than the context ({self.cfg.context_length})")
+        end = start + T
+        if end > self.cfg.context_length:
+            raise ValueError(f"position {end - 1} is beyond the context ({self.cfg.context_length} tokens)")
         x = self.tok_emb(idx)  # (B, T, C)
         if self.cfg.pos_encoding == "learned":
-            x = x + self.pos_emb(torch.arange(T, device=idx.device))  # (T, C) broadcast over B
+            x = x + self.pos_emb.weight[start:end]  # (T, C) broadcast over B
         else:
             # The fixed table has values of size ~1 while token embeddings start near 0.02: scale the
             # embeddings by sqrt(d_model), as the original Transformer does, or position drowns out
             # which token is there.
-            x = x * self.emb_scale + self.pos_table[:T]
+            x = x * self.emb_scale + self.pos_table[start:end]
         return self.drop(x)
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
-        """Returns (logits (B, T, V), mean cross-entropy loss or None)."""
-        x = self.embed(idx)
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, cache: KVCache | None = None):
+        """Returns (logits (B, T, V), mean cross-entropy loss or None).
+
+        With a ``cache``, ``idx`` continues the tokens already in it: positions start at
+        ``cache.length``, each layer attends over the cached keys/values too, and the cache grows by T.
+        """
+        start = cache.length if cache is not None else 0
+        x = self.embed(idx, start)
         for block in self.blocks:
-            x, _ = block(x)
+            x, _ = block(x, cache=cache)
+        if cache is not None:
+            cache.advance(idx.size(1))
         logits = self.lm_head(self.ln_f(x))  # (B, T, V)
         loss = None
         if targets is not None:

@@ -1,4 +1,9 @@
-"""Text in, text out: the tokenizer and the generation loop joined, for the CLI and notebooks."""
+"""Text in, text out: the tokenizer and the generation engine joined, for the CLI and notebooks.
+
+Stop strings are handled here, on text: generation of a sequence ends at the first stop string,
+which is not included in the result. While streaming, the last few characters are held back until
+it is certain they do not begin a stop string, so nothing after a stop is ever printed.
+"""
 
 from collections.abc import Iterator
 
@@ -14,6 +19,28 @@ def prompt_ids(tokenizer, prompt: str) -> list[int]:
     return [tokenizer.stoi.get("\n", 0)]
 
 
+def _generator(device, seed: int | None) -> torch.Generator:
+    gen = torch.Generator(device=device)
+    if seed is None:
+        gen.seed()
+    else:
+        gen.manual_seed(seed)
+    return gen
+
+
+def _token_stream(model, tokenizer, prompt, batch_size, max_new_tokens, temperature, top_k, top_p, seed):
+    check_sampling(temperature, top_k, top_p, max_new_tokens)
+    device = next(model.parameters()).device
+    ids = torch.tensor([prompt_ids(tokenizer, prompt)] * batch_size, dtype=torch.long, device=device)
+    return generate(model, ids, max_new_tokens, temperature, top_k, top_p, _generator(device, seed))
+
+
+def _find_stop(text: str, stop) -> int:
+    """Index of the earliest stop string in ``text``, or -1."""
+    hits = [i for i in (text.find(s) for s in stop) if i >= 0]
+    return min(hits) if hits else -1
+
+
 def stream_text(
     model,
     tokenizer,
@@ -23,18 +50,53 @@ def stream_text(
     top_k: int = 0,
     top_p: float = 1.0,
     seed: int | None = None,
+    stop=(),
 ) -> Iterator[str]:
-    """Yield the continuation of ``prompt`` piece by piece, as the model produces it."""
-    check_sampling(temperature, top_k, top_p, max_new_tokens)
-    device = next(model.parameters()).device
-    idx = torch.tensor([prompt_ids(tokenizer, prompt)], dtype=torch.long, device=device)
-    gen = torch.Generator(device=device)
-    if seed is not None:
-        gen.manual_seed(seed)
-    else:
-        gen.seed()
-    for next_id in generate(model, idx, max_new_tokens, temperature, top_k, top_p, gen):
-        yield tokenizer.decode(next_id[0].tolist())
+    """Yield the continuation of ``prompt`` piece by piece as the model produces it, up to a stop string."""
+    stop = [s for s in stop if s]
+    hold = max((len(s) for s in stop), default=1) - 1  # characters that might start a stop string
+    text, sent = "", 0
+    for next_id in _token_stream(model, tokenizer, prompt, 1, max_new_tokens, temperature, top_k, top_p, seed):
+        text += tokenizer.decode(next_id[0].tolist())
+        cut = _find_stop(text, stop)
+        if cut >= 0:
+            if cut > sent:
+                yield text[sent:cut]
+            return
+        if len(text) - hold > sent:
+            yield text[sent : len(text) - hold]
+            sent = len(text) - hold
+    if len(text) > sent:
+        yield text[sent:]
+
+
+def generate_texts(
+    model,
+    tokenizer,
+    prompt: str,
+    num_samples: int = 1,
+    max_new_tokens: int = 200,
+    temperature: float = 0.8,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    seed: int | None = None,
+    stop=(),
+) -> list[str]:
+    """``num_samples`` continuations of ``prompt``, generated as one batch; each ends at its first stop string."""
+    stop = [s for s in stop if s]
+    texts, done = [""] * num_samples, [False] * num_samples
+    for next_ids in _token_stream(
+        model, tokenizer, prompt, num_samples, max_new_tokens, temperature, top_k, top_p, seed
+    ):
+        for i, token in enumerate(next_ids[:, 0].tolist()):
+            if not done[i]:
+                texts[i] += tokenizer.decode([token])
+                cut = _find_stop(texts[i], stop)
+                if cut >= 0:
+                    texts[i], done[i] = texts[i][:cut], True
+        if all(done):
+            break
+    return texts
 
 
 def generate_text(model, tokenizer, prompt: str, **kwargs) -> str:

@@ -174,6 +174,12 @@ BAD_TRAIN = [
 ]
 
 BAD_GENERATE = [
+    (["--checkpoint", "checkpoint.pt", "--prompt_file", "missing.txt"], "prompt file 'missing.txt' does not exist"),
+    (["--checkpoint", "checkpoint.pt", "--prompt_file", "empty.txt"], "prompt file 'empty.txt' is empty"),
+    (["--checkpoint", "checkpoint.pt", "--prompt_file", "latin1.txt"], "not UTF-8"),
+    (["--checkpoint", "checkpoint.pt", "--prompt_file", "ok.txt", "--prompt", "x"], "not both"),
+    (["--checkpoint", "checkpoint.pt", "--interactive", "--prompt", "x"], "--interactive reads its prompts"),
+    (["--checkpoint", "checkpoint.pt", "--stop", ""], "--stop needs a non-empty string"),
     (["--checkpoint", "missing.pt"], "not found"),
     (["--checkpoint", "ok.txt"], "not a checkpoint file"),
     (["--checkpoint", "empty.txt"], "is empty"),
@@ -226,3 +232,62 @@ def test_bad_input_in_a_real_process_has_no_traceback(bad_inputs_dir):
         r = run_cli(*args, cwd=bad_inputs_dir)
         assert r.returncode == 2 and "Traceback" not in r.stderr
         assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_stop_and_prompt_file(trained, monkeypatch, capsys):
+    (trained / "prompt.txt").write_text("Training even")
+    base = [
+        "generate",
+        "--checkpoint",
+        "checkpoint.pt",
+        "--prompt_file",
+        "prompt.txt",
+        "--max_new_tokens",
+        "60",
+        "--seed",
+        "3",
+    ]
+    code, full, err = cli(base, trained, monkeypatch, capsys)
+    assert code == 0, err and full.startswith("Training even")
+    continuation = full[len("Training even") : -1]
+    stop = continuation[10:12]
+    code, out, err = cli([*base, "--stop", stop], trained, monkeypatch, capsys)
+    assert code == 0, err
+    assert out == "Training even" + continuation[: continuation.find(stop)] + "\n"
+
+
+@pytest.mark.slow
+def test_interactive_session(trained):
+    """Prompts typed one per line, a setting changed in between, /quit leaves; unseen characters are reported."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    script = "The\n/temperature 0\n/max_new_tokens 15\nThe\nThe\nZ~\n/bogus\n/quit\nnever read\n"
+    r = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "mini-transformer-lab.py"),
+            "generate",
+            "--checkpoint",
+            "checkpoint.pt",
+            "--interactive",
+            "--max_new_tokens",
+            "5",
+            "--seed",
+            "1",
+        ],
+        input=script,
+        capture_output=True,
+        text=True,
+        cwd=trained,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr
+    out = r.stdout  # answers may hold newlines themselves, so read them by length
+    assert len(out) == (3 + 5 + 1) + 2 * (3 + 15 + 1), out  # 5 new characters, then 15 twice
+    assert out[9:28] == out[28:47] and out[9:12] == "The"  # greedy after /temperature 0: same answer twice
+    assert "temperature = 0.0" in r.stderr and "max_new_tokens = 15" in r.stderr
+    assert "not in the model's vocabulary" in r.stderr and "unknown command /bogus" in r.stderr
+    assert "never read" not in r.stdout

@@ -4,7 +4,7 @@ import torch
 from minilab.errors import LabError
 from minilab.generate import check_sampling, generate, sample_next, top_k_filter, top_p_filter
 from minilab.model import GPT
-from minilab.textgen import generate_text
+from minilab.textgen import generate_text, generate_texts, stream_text
 from minilab.tokenizer import CharTokenizer
 from tests.conftest import tiny_model_config
 
@@ -91,3 +91,30 @@ def test_empty_prompt_starts_from_newline():
     model, tok = _model_and_tok()
     out = generate_text(model, tok, "", max_new_tokens=5, temperature=0)
     assert len(out) == 5
+
+
+def test_stop_strings_end_the_stream_and_are_not_printed():
+    model, tok = _model_and_tok()
+    full = "".join(stream_text(model, tok, "ab", max_new_tokens=80, temperature=1.0, seed=11))
+    stop = full[30:33]  # a string that really occurs in this continuation
+    cut = full.find(stop)
+    pieces = list(stream_text(model, tok, "ab", max_new_tokens=80, temperature=1.0, seed=11, stop=[stop, "@@@"]))
+    assert "".join(pieces) == full[:cut]
+    assert stop not in "".join(pieces)
+
+
+def test_batched_samples_are_one_batch_and_differ():
+    model, tok = _model_and_tok()
+    texts = generate_texts(model, tok, "ab", num_samples=4, max_new_tokens=30, temperature=1.0, seed=2)
+    assert len(texts) == 4 and all(len(t) == 30 for t in texts) and len(set(texts)) > 1
+    again = generate_texts(model, tok, "ab", num_samples=4, max_new_tokens=30, temperature=1.0, seed=2)
+    assert texts == again
+    greedy = generate_texts(model, tok, "ab", num_samples=3, max_new_tokens=30, temperature=0)
+    assert greedy == [generate_text(model, tok, "ab", max_new_tokens=30, temperature=0)[2:]] * 3
+
+
+def test_batched_stop_cuts_each_sample_at_its_own_stop():
+    model, tok = _model_and_tok()
+    texts = generate_texts(model, tok, "ab", num_samples=6, max_new_tokens=60, temperature=1.0, seed=5, stop=["a"])
+    assert all("a" not in t for t in texts)
+    assert any(len(t) < 60 for t in texts)
