@@ -1,0 +1,113 @@
+"""Generation speed: the KV-cache engine against the plain recompute loop, at the seed configuration.
+
+    python benchmarks/generate_bench.py [--device cpu] [--new_tokens 500] [--profile]
+
+Prints tokens/s for prompts of 1 and 64 tokens, batch 1 and 8, with and without the cache, their
+ratio, and the memory of the weights, of the cache, and the peak growth while generating at batch 8.
+Random weights: speed does not depend on what the model has learned.
+"""
+
+import argparse
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from minilab.config import ModelConfig
+from minilab.device import resolve_device
+from minilab.generate import CachedDecoder, generate
+from minilab.kvcache import KVCache
+from minilab.model import GPT
+
+
+def tokens_per_sec(model, prompt_len, batch, new_tokens, use_cache, device, repeats) -> float:
+    rates = []
+    for r in range(repeats):
+        idx = torch.randint(0, model.cfg.vocab_size, (batch, prompt_len), device=device)
+        gen = torch.Generator(device=device).manual_seed(r)
+        _sync(device)
+        t = time.perf_counter()
+        for _ in generate(model, idx, new_tokens, temperature=1.0, generator=gen, use_cache=use_cache):
+            pass
+        _sync(device)
+        rates.append(batch * new_tokens / (time.perf_counter() - t))
+    return statistics.median(rates)
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def peak_rss_growth_mb(fn) -> float | None:
+    """Peak resident memory growth while ``fn`` runs (Linux: /proc), in MB; None where unavailable."""
+    status, clear = Path("/proc/self/status"), Path("/proc/self/clear_refs")
+    if not (status.exists() and clear.exists()):
+        return None
+
+    def read(key):
+        for line in status.read_text().splitlines():
+            if line.startswith(key):
+                return int(line.split()[1]) / 1024
+
+    try:
+        clear.write_text("5")  # reset the high-water mark to the current size
+    except OSError:
+        return None
+    before = read("VmRSS:")
+    fn()
+    return read("VmHWM:") - before
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--new_tokens", type=int, default=500)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--profile", action="store_true", help="also print where a cached decode step spends its time")
+    args = p.parse_args()
+    device = resolve_device(args.device)
+    torch.manual_seed(0)
+    model = GPT(ModelConfig(vocab_size=65)).to(device).eval()
+    print(f"device {device} ({platform.processor() or platform.machine()}), torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads, seed config ({model.num_params() / 1e6:.2f}M params), "
+          f"{args.new_tokens} new tokens, median of {args.repeats}")
+    print("| prompt | batch | cached tok/s | recompute tok/s | speed-up |")
+    print("| ---: | ---: | ---: | ---: | ---: |")
+    for prompt_len in (1, 64):
+        for batch in (1, 8):
+            cached = tokens_per_sec(model, prompt_len, batch, args.new_tokens, True, device, args.repeats)
+            plain = tokens_per_sec(model, prompt_len, batch, args.new_tokens, False, device, 1)
+            print(f"| {prompt_len} | {batch} | {cached:,.0f} | {plain:,.0f} | {cached / plain:.1f}x |", flush=True)
+
+    weights = sum(t.nbytes for t in model.state_dict().values() if t is not model.lm_head.weight)
+    cache = KVCache.for_model(model, 8).nbytes
+    if device.type == "cpu":
+        growth = peak_rss_growth_mb(lambda: list(generate(model, torch.zeros(8, 256, dtype=torch.long), 64)))
+        peak = "n/a" if growth is None else f"{growth:.1f} MB"
+    else:
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        list(generate(model, torch.zeros(8, 256, dtype=torch.long, device=device), 64))
+        peak = f"{(torch.cuda.max_memory_allocated(device) - base) / 2**20:.1f} MB"
+    print(f"\nmemory: weights {weights / 2**20:.1f} MB; KV cache at batch 8, full context {cache / 2**20:.1f} MB; "
+          f"peak growth while generating at batch 8 from a full-context prompt: {peak}")
+
+    if args.profile:
+        from torch.profiler import profile
+
+        with torch.inference_mode():
+            decoder = CachedDecoder(model, 1)
+            logits = decoder.prefill(torch.zeros(1, 1, dtype=torch.long, device=device))
+            for _ in range(20):
+                logits = decoder.step(logits.argmax(-1, keepdim=True))
+            with profile() as prof:
+                for _ in range(100):
+                    logits = decoder.step(logits.argmax(-1, keepdim=True))
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12))
+
+
+if __name__ == "__main__":
+    main()
