@@ -71,9 +71,11 @@ def main():
     device = resolve_device(args.device)
     torch.manual_seed(0)
     model = GPT(ModelConfig(vocab_size=65)).to(device).eval()
-    print(f"device {device} ({platform.processor() or platform.machine()}), torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads, seed config ({model.num_params() / 1e6:.2f}M params), "
-          f"{args.new_tokens} new tokens, median of {args.repeats}")
+    print(
+        f"device {device} ({platform.processor() or platform.machine()}), torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads, seed config ({model.num_params() / 1e6:.2f}M params), "
+        f"{args.new_tokens} new tokens, median of {args.repeats}"
+    )
     print("| prompt | batch | cached tok/s | recompute tok/s | speed-up |")
     print("| ---: | ---: | ---: | ---: | ---: |")
     for prompt_len in (1, 64):
@@ -92,8 +94,10 @@ def main():
         base = torch.cuda.memory_allocated(device)
         list(generate(model, torch.zeros(8, 256, dtype=torch.long, device=device), 64))
         peak = f"{(torch.cuda.max_memory_allocated(device) - base) / 2**20:.1f} MB"
-    print(f"\nmemory: weights {weights / 2**20:.1f} MB; KV cache at batch 8, full context {cache / 2**20:.1f} MB; "
-          f"peak growth while generating at batch 8 from a full-context prompt: {peak}")
+    print(
+        f"\nmemory: weights {weights / 2**20:.1f} MB; KV cache at batch 8, full context {cache / 2**20:.1f} MB; "
+        f"peak growth while generating at batch 8 from a full-context prompt: {peak}"
+    )
 
     if args.profile:
         from torch.profiler import profile

@@ -60,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     _flag(t, "experiments_dir", metavar="DIR", default=s, help="where run logs go (default experiments)")
     _flag(t, "run_name", default=s, help="name of this run's experiment folder (default: time and data name)")
     _flag(t, "sample_length", type=int, default=s, help="characters sampled into samples.txt per epoch (200)")
+    _flag(t, "save_every_steps", type=int, default=s, help="also save checkpoint.pt every N steps (default 0 = off)")
+    _flag(t, "keep_last", type=int, default=s, help="keep only the newest K checkpoint_epoch_N.pt (default 0 = all)")
     _flag(t, "context_length", type=int, default=s, help="tokens the model attends over (default 256)")
     _flag(t, "d_model", type=int, default=s, help="model width (default 256)")
     _flag(t, "n_heads", type=int, default=s, help="attention heads (default 8)")
@@ -186,8 +188,13 @@ COMMANDS = {"train": cmd_train, "generate": cmd_generate}
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from minilab.stopping import TrainingInterrupted
+
     try:
         return COMMANDS[args.command](args)
+    except TrainingInterrupted as e:
+        print(f"mini-transformer-lab {args.command}: {e}", file=sys.stderr)
+        return e.exit_code
     except LabError as e:
         print(f"mini-transformer-lab {args.command}: error: {e}", file=sys.stderr)
         return 2

@@ -68,6 +68,8 @@ class TrainConfig:
     experiments_dir: str = "experiments"
     run_name: str = ""  # '' = a name made from the time and the data file
     sample_length: int = 200  # characters generated into samples.txt after each epoch (0 = none)
+    save_every_steps: int = 0  # also save checkpoint.pt every N steps within an epoch (0 = only per epoch)
+    keep_last: int = 0  # keep only the newest K checkpoint_epoch_N.pt files (0 = keep all)
 
     def __post_init__(self) -> None:
         _check_int("epochs", self.epochs, low=1, high=1 << 24)
@@ -75,6 +77,8 @@ class TrainConfig:
         _check_int("steps_per_epoch", self.steps_per_epoch, low=0, high=1 << 30)
         _check_int("warmup_steps", self.warmup_steps, low=-1, high=1 << 30)
         _check_int("sample_length", self.sample_length, low=0, high=1 << 20)
+        _check_int("save_every_steps", self.save_every_steps, low=0, high=1 << 30)
+        _check_int("keep_last", self.keep_last, low=0, high=1 << 20)
         _check_int("seed", self.seed, low=0, high=2**63 - 1)
         _check_float("lr", self.lr, low=0.0, high=10.0, low_open=True)
         _check_float("min_lr_ratio", self.min_lr_ratio, low=0.0, high=1.0)

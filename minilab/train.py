@@ -8,6 +8,10 @@ sequences, or fewer when the training text is shorter than 8 windows (a step wou
 same few hundred characters dozens of times over; smaller batches give more updates for the same
 time, which is what a tiny text needs). After each epoch the model is scored on the whole validation
 split and the checkpoints are written.
+
+Nothing is lost: every checkpoint write is atomic; Ctrl-C or SIGTERM saves checkpoint.pt where the
+run stands (mid-epoch too) and says how to resume; ``--save_every_steps`` saves it regularly; a
+failed write or a NaN loss stops the run with a clear message and leaves earlier files intact.
 """
 
 import math
@@ -26,7 +30,9 @@ from minilab.errors import LabError
 from minilab.evaluate import evaluate_loss
 from minilab.generate import generate
 from minilab.model import GPT
+from minilab.optim import lr_at, make_optimizer
 from minilab.runlog import RunLog, new_run_name
+from minilab.stopping import EXIT_CODES, StopSignals, TrainingInterrupted
 from minilab.tokenizer import CharTokenizer, tokenizer_from_dict
 
 MIN_STEPS_PER_EPOCH = 50
@@ -34,26 +40,9 @@ DEFAULT_BATCH_SIZE = 32
 MIN_AUTO_BATCH_SIZE = 8
 
 
-def lr_at(step: int, total_steps: int, warmup_steps: int, lr: float, min_lr: float) -> float:
-    """Linear warmup from lr/warmup to lr, then cosine decay to min_lr at the last step."""
-    if step < warmup_steps:
-        return lr * (step + 1) / warmup_steps
-    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-    return min_lr + 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress))) * (lr - min_lr)
-
-
 def auto_batch_size(n_train: int, window: int) -> int:
     """32 sequences, or as many windows as the training text holds (at least 8) if that is fewer."""
     return max(MIN_AUTO_BATCH_SIZE, min(DEFAULT_BATCH_SIZE, math.ceil(n_train / window)))
-
-
-def make_optimizer(model: GPT, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
-    """AdamW with weight decay on weight matrices only; biases and norm gains are not decayed."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    decay = [p for p in params if p.dim() >= 2]
-    no_decay = [p for p in params if p.dim() < 2]
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), fused=device.type == "cuda")
 
 
 def resume_configs(ckpt: dict, train_flags: dict, model_flags: dict) -> tuple[TrainConfig, ModelConfig]:
@@ -138,7 +127,8 @@ class Trainer:
         self.model = GPT(model_cfg).to(self.device)
         self.optimizer = make_optimizer(self.model, cfg, self.device)
         self.batch_gen = torch.Generator().manual_seed(cfg.seed)  # the data order, saved for resume
-        self.epoch, self.step, self.best_val = 0, 0, math.inf
+        self.epoch, self.step, self.best_val = 0, 0, math.inf  # epoch = completed epochs
+        self.epoch_loss_sum = 0.0  # training losses of the epoch in progress, for its mean
         self.prior_wall, self.tokens_seen = 0.0, 0
         self.run_name = cfg.run_name or new_run_name(cfg.data)
         if resume is not None:
@@ -163,6 +153,7 @@ class Trainer:
                 f"cannot resume: the checkpoint's state does not fit its config ({str(e).splitlines()[0][:160]})"
             ) from None
         self.epoch, self.step = int(ckpt["epoch"]), int(ckpt["step"])
+        self.epoch_loss_sum = float(ckpt.get("epoch_loss_sum", 0.0))
         self.best_val = float(ckpt.get("best_val_loss", math.inf))
         run = ckpt.get("run") or {}
         self.run_name = self.cfg.run_name or run.get("name") or self.run_name
@@ -183,6 +174,8 @@ class Trainer:
         for note in splits.notes:
             self.log(f"note: {note}")
         self.out_dir.mkdir(parents=True, exist_ok=True)
+        for stale in self.out_dir.glob(".*.pt.*.tmp"):  # left by a process killed mid-write
+            stale.unlink(missing_ok=True)
         self.runlog = RunLog(self.run_dir, resume_step=self.step if resumed else None)
         self.runlog.write_json(
             "config.json",
@@ -201,72 +194,90 @@ class Trainer:
             f"{cfg.steps_per_epoch} steps of {cfg.batch_size} x {splits.window} tokens each"
         )
         self.log(f"checkpoints -> {self.out_dir}/   experiment log -> {self.run_dir}/")
-        total_steps = cfg.epochs * cfg.steps_per_epoch
         self.train_time, self.session_tokens = 0.0, 0  # this process only, for tokens/s
-        last_val, last_train = math.nan, math.nan
+        self.last_val, self.last_train = math.nan, math.nan
         model.train()
-        while self.epoch < cfg.epochs:
-            self.epoch += 1
-            t_epoch = time.perf_counter()
-            losses = []
-            bar = tqdm(
-                total=cfg.steps_per_epoch,
-                desc=f"epoch {self.epoch}/{cfg.epochs}",
-                unit="step",
-                leave=False,
-                dynamic_ncols=True,
-                disable=None if self.progress else True,
-            )
-            for _ in range(cfg.steps_per_epoch):
-                t = time.perf_counter()
-                lr = lr_at(self.step, total_steps, cfg.warmup_steps, cfg.lr, cfg.lr * cfg.min_lr_ratio)
-                loss = self._train_step(lr)
-                self.step += 1
-                dt = time.perf_counter() - t
-                n_tokens = cfg.batch_size * splits.window
-                self.train_time += dt
-                self.session_tokens += n_tokens
-                self.tokens_seen += n_tokens
-                losses.append(loss)
-                self.runlog.log_step(
-                    {
-                        "step": self.step,
-                        "epoch": self.epoch,
-                        "train_loss": loss,
-                        "lr": lr,
-                        "tokens_per_sec": n_tokens / dt,
-                    }
-                )
-                bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{n_tokens / dt:,.0f}", refresh=False)
-                bar.update()
-            bar.close()
-            last_train = sum(losses) / len(losses)
-            last_val = evaluate_loss(model, splits.val, splits.window, cfg.batch_size, self.device)
-            model.train()
-            score = last_train if math.isnan(last_val) else last_val
-            is_best = score < self.best_val
-            if is_best:
-                self.best_val = score
-            if not math.isnan(last_val):
-                self.runlog.set_val(last_val)
-            self._save(is_best)
-            self._write_epoch_logs(last_train, last_val)
-            val_part = "" if math.isnan(last_val) else f" | val loss {last_val:.4f} | val ppl {math.exp(last_val):.2f}"
-            self.log(
-                f"epoch {self.epoch}/{cfg.epochs} | train loss {last_train:.4f}{val_part} | "
-                f"lr {lr:.2e} | {cfg.steps_per_epoch * n_tokens / max(time.perf_counter() - t_epoch, 1e-9):,.0f} "
-                f"tok/s | {time.perf_counter() - t_epoch:.1f}s{' | best' if is_best else ''}"
-            )
+        with StopSignals() as signals:
+            while self.epoch < cfg.epochs:
+                self._run_epoch(signals)
         return TrainResult(
             best_val_loss=self.best_val,
-            final_train_loss=last_train,
-            final_val_loss=last_val,
+            final_train_loss=self.last_train,
+            final_val_loss=self.last_val,
             epochs=self.epoch,
             steps=self.step,
             wall_time=self._wall(),
             tokens_per_sec=self._tokens_per_sec(),
             run_dir=self.run_dir,
             out_dir=self.out_dir,
+        )
+
+    def _run_epoch(self, signals: StopSignals) -> None:
+        """Train the rest of the epoch in progress (all of it, unless resuming mid-epoch), then evaluate and save."""
+        cfg, splits = self.cfg, self.splits
+        epoch, spe = self.epoch + 1, cfg.steps_per_epoch
+        total_steps = cfg.epochs * spe
+        t_epoch, n_tokens = time.perf_counter(), cfg.batch_size * splits.window
+        bar = tqdm(
+            total=spe,
+            initial=self.step - self.epoch * spe,
+            desc=f"epoch {epoch}/{cfg.epochs}",
+            unit="step",
+            leave=False,
+            dynamic_ncols=True,
+            disable=None if self.progress else True,
+        )
+        while self.step < epoch * spe:
+            if signals.requested is not None:
+                bar.close()
+                self._interrupted(signals.requested)
+            t = time.perf_counter()
+            lr = lr_at(self.step, total_steps, cfg.warmup_steps, cfg.lr, cfg.lr * cfg.min_lr_ratio)
+            loss = self._train_step(lr)
+            self.step += 1
+            dt = time.perf_counter() - t
+            self.train_time += dt
+            self.session_tokens += n_tokens
+            self.tokens_seen += n_tokens
+            self.epoch_loss_sum += loss
+            row = {"step": self.step, "epoch": epoch, "train_loss": loss, "lr": lr, "tokens_per_sec": n_tokens / dt}
+            self._write(self.runlog.log_step, row)
+            bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{n_tokens / dt:,.0f}", refresh=False)
+            bar.update()
+            if cfg.save_every_steps and self.step % cfg.save_every_steps == 0 and self.step < epoch * spe:
+                self._save(["checkpoint.pt"])
+        bar.close()
+        self.epoch = epoch
+        self.last_train, self.epoch_loss_sum = self.epoch_loss_sum / spe, 0.0
+        self.last_val = evaluate_loss(self.model, splits.val, splits.window, cfg.batch_size, self.device)
+        self.model.train()
+        score = self.last_train if math.isnan(self.last_val) else self.last_val
+        is_best = score < self.best_val
+        if is_best:
+            self.best_val = score
+        if not math.isnan(self.last_val):
+            self._write(self.runlog.set_val, self.last_val)
+        self._save([f"checkpoint_epoch_{epoch}.pt", "checkpoint.pt"] + (["best_model.pt"] if is_best else []))
+        self._prune_epoch_checkpoints()
+        self._write(self._write_epoch_logs, self.last_train, self.last_val)
+        val = self.last_val
+        val_part = "" if math.isnan(val) else f" | val loss {val:.4f} | val ppl {math.exp(val):.2f}"
+        took = time.perf_counter() - t_epoch
+        self.log(
+            f"epoch {epoch}/{cfg.epochs} | train loss {self.last_train:.4f}{val_part} | lr {lr:.2e} | "
+            f"{spe * n_tokens / max(took, 1e-9):,.0f} tok/s | {took:.1f}s{' | best' if is_best else ''}"
+        )
+
+    def _interrupted(self, signum: int) -> None:
+        """Save where the run stands and leave with the signal's exit status."""
+        self._save(["checkpoint.pt"])
+        path = self.out_dir / "checkpoint.pt"
+        raise TrainingInterrupted(
+            f"stopped by signal at step {self.step} (epoch {self.epoch + 1}, "
+            f"{self.step - self.epoch * self.cfg.steps_per_epoch}/{self.cfg.steps_per_epoch} steps in); saved "
+            f"{path}. Resume with: mini-transformer-lab train --data {self.cfg.data} --resume {path} "
+            f"--epochs {self.cfg.epochs}",
+            EXIT_CODES.get(signum, 130),
         )
 
     def _train_step(self, lr: float) -> float:
@@ -314,6 +325,7 @@ class Trainer:
             },
             "epoch": self.epoch,
             "step": self.step,
+            "epoch_loss_sum": self.epoch_loss_sum,
             "best_val_loss": self.best_val,
             "train_args": self.cfg.to_dict(),
             "rng": {
@@ -324,9 +336,26 @@ class Trainer:
             "run": {"name": self.run_name, "wall_time": self._wall(), "tokens_seen": self.tokens_seen},
         }
 
-    def _save(self, is_best: bool) -> None:
-        names = [f"checkpoint_epoch_{self.epoch}.pt", "checkpoint.pt"] + (["best_model.pt"] if is_best else [])
-        save_checkpoint([self.out_dir / name for name in names], self.checkpoint_payload())
+    def _save(self, names: list[str]) -> None:
+        """Write the current state to each of ``names`` in the checkpoint directory (atomically)."""
+        self._write(save_checkpoint, [self.out_dir / name for name in names], self.checkpoint_payload())
+
+    def _write(self, fn, *args) -> None:
+        """Run a file write; a failure (disk full, permissions) stops training with a clear message."""
+        try:
+            fn(*args)
+        except OSError as e:
+            where = f" {e.filename}" if e.filename else ""
+            raise LabError(
+                f"could not write{where}: {e.strerror or e}; training stopped at step {self.step}. "
+                f"Files already on disk are intact (every write is atomic)"
+            ) from None
+
+    def _prune_epoch_checkpoints(self) -> None:
+        """With --keep_last K, delete per-epoch checkpoints older than the newest K (best and latest stay)."""
+        if self.cfg.keep_last:
+            for old in range(1, self.epoch - self.cfg.keep_last + 1):
+                (self.out_dir / f"checkpoint_epoch_{old}.pt").unlink(missing_ok=True)
 
     def _write_epoch_logs(self, train_loss: float, val_loss: float) -> None:
         cfg, log = self.cfg, self.runlog

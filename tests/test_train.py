@@ -8,7 +8,8 @@ import torch
 from minilab.checkpoint import load_checkpoint
 from minilab.data import split_tokens
 from minilab.errors import LabError
-from minilab.train import Trainer, lr_at, resume_configs
+from minilab.optim import lr_at
+from minilab.train import Trainer, resume_configs
 from tests.conftest import tiny_model_config, tiny_train_config
 
 

@@ -1,0 +1,166 @@
+"""Nothing lost: signals, kills, failed writes and pruning never leave a broken or missing checkpoint."""
+
+import csv
+import errno
+import importlib
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from minilab.checkpoint import load_checkpoint
+from minilab.errors import LabError
+from minilab.stopping import StopSignals, TrainingInterrupted
+from minilab.train import Trainer, resume_configs
+from tests.conftest import EXAMPLE, ROOT, TINY_MODEL_FLAGS, tiny_model_config, tiny_train_config
+
+QUIET = dict(log=lambda *_: None, progress=False)
+train_module = importlib.import_module("minilab.train")  # the module; `minilab.train` is also a function
+
+
+def _model_cfg():
+    return tiny_model_config(context_length=32, dropout=0.1)
+
+
+def test_sigint_mid_epoch_saves_and_resume_is_bitwise_exact(tmp_path):
+    Trainer(tiny_train_config(tmp_path / "a"), _model_cfg(), **QUIET).fit()
+    straight = load_checkpoint(tmp_path / "a" / "checkpoints" / "checkpoint.pt")
+
+    trainer = Trainer(tiny_train_config(tmp_path / "b"), _model_cfg(), **QUIET)
+    real_step = trainer._train_step
+
+    def step_then_interrupt(lr):
+        loss = real_step(lr)
+        if trainer.step == 6:  # after 7 steps: epoch 2, 2 of 5 steps in
+            os.kill(os.getpid(), signal.SIGINT)
+        return loss
+
+    trainer._train_step = step_then_interrupt
+    with pytest.raises(TrainingInterrupted) as e:
+        trainer.fit()
+    assert e.value.exit_code == 130 and "Resume with: mini-transformer-lab train" in str(e.value)
+    mid = load_checkpoint(tmp_path / "b" / "checkpoints" / "checkpoint.pt")
+    assert mid["step"] == 7 and mid["epoch"] == 1
+    cfg, _ = resume_configs(mid, {}, {})
+    Trainer(cfg, resume=mid, **QUIET).fit()
+    resumed = load_checkpoint(tmp_path / "b" / "checkpoints" / "checkpoint.pt")
+    for name, tensor in straight["model_state"].items():
+        assert torch.equal(tensor, resumed["model_state"][name]), name
+    assert resumed["best_val_loss"] == straight["best_val_loss"]
+    rows = list(csv.DictReader(open(tmp_path / "b" / "experiments" / "run" / "metrics.csv")))
+    assert [int(r["step"]) for r in rows] == list(range(1, 11))  # no duplicated or missing rows
+
+
+def test_second_signal_stops_at_once():
+    with StopSignals() as signals:
+        os.kill(os.getpid(), signal.SIGINT)
+        assert signals.requested == signal.SIGINT
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler given back
+
+
+def test_failed_write_stops_cleanly_and_keeps_earlier_checkpoints(tmp_path, monkeypatch):
+    real_save = train_module.save_checkpoint
+    calls = []
+
+    def save_until_disk_full(paths, payload):
+        calls.append(paths)
+        if len(calls) > 1:
+            raise OSError(errno.ENOSPC, "No space left on device", str(paths[0]))
+        real_save(paths, payload)
+
+    monkeypatch.setattr(train_module, "save_checkpoint", save_until_disk_full)
+    ck = tmp_path / "checkpoints"
+    with pytest.raises(LabError, match="could not write .*No space left on device; training stopped at step 10"):
+        Trainer(tiny_train_config(tmp_path), _model_cfg(), **QUIET).fit()
+    for name in ("checkpoint_epoch_1.pt", "checkpoint.pt", "best_model.pt"):
+        assert load_checkpoint(ck / name)["epoch"] == 1
+
+
+def test_keep_last_prunes_only_old_epoch_files(tmp_path):
+    Trainer(tiny_train_config(tmp_path, epochs=4, steps_per_epoch=2, keep_last=2), _model_cfg(), **QUIET).fit()
+    names = {p.name for p in (tmp_path / "checkpoints").iterdir()}
+    assert names == {"checkpoint_epoch_3.pt", "checkpoint_epoch_4.pt", "checkpoint.pt", "best_model.pt"}
+
+
+def test_save_every_steps_writes_latest_mid_epoch(tmp_path, monkeypatch):
+    saved = []
+    real_save = train_module.save_checkpoint
+    monkeypatch.setattr(
+        train_module, "save_checkpoint", lambda p, d: (saved.append((d["step"], len(p))), real_save(p, d))
+    )
+    Trainer(tiny_train_config(tmp_path, epochs=1, save_every_steps=2), _model_cfg(), **QUIET).fit()
+    assert saved == [(2, 1), (4, 1), (5, 3)]  # mid-epoch: checkpoint.pt alone; epoch end: all three
+
+
+def _start(cwd, *extra, steps_per_epoch=40):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    args = [
+        sys.executable,
+        str(ROOT / "mini-transformer-lab.py"),
+        "train",
+        "--data",
+        str(EXAMPLE),
+        *TINY_MODEL_FLAGS,
+        "--batch_size",
+        "4",
+        "--steps_per_epoch",
+        str(steps_per_epoch),
+        "--sample_length",
+        "0",
+        "--device",
+        "cpu",
+        "--run_name",
+        "r",
+        *extra,
+    ]
+    return subprocess.Popen(args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for_steps(cwd, n, timeout=60):
+    metrics = cwd / "experiments" / "r" / "metrics.csv"
+    end = time.time() + timeout
+    while time.time() < end:
+        if metrics.exists() and len(metrics.read_text().splitlines()) > n:
+            return
+        time.sleep(0.05)
+    raise AssertionError("training did not start")
+
+
+@pytest.mark.slow
+def test_sigterm_saves_says_how_to_resume_and_exits_143(tmp_path):
+    proc = _start(tmp_path, "--epochs", "3")
+    _wait_for_steps(tmp_path, 5)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert "Resume with: mini-transformer-lab train" in err and "Traceback" not in err
+    ckpt = load_checkpoint(tmp_path / "checkpoints" / "checkpoint.pt")
+    assert 5 <= ckpt["step"] < 40
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_moments_never_breaks_the_newest_checkpoint(tmp_path):
+    rng = random.Random(0)
+    ck = tmp_path / "checkpoints"
+    for _attempt in range(10):
+        resume = ["--resume", str(ck / "checkpoint.pt")] if (ck / "checkpoint.pt").exists() else []
+        proc = _start(tmp_path, "--epochs", "3", "--save_every_steps", "1", *resume, steps_per_epoch=300)
+        time.sleep(rng.uniform(2.0, 4.0))  # somewhere in start-up, a step, or a checkpoint write
+        proc.kill()
+        proc.communicate()
+        for path in ck.glob("*.pt"):  # every visible checkpoint is complete
+            load_checkpoint(path)
+    reached = load_checkpoint(ck / "checkpoint.pt")["step"]
+    assert reached > 0
+    proc = _start(tmp_path, "--epochs", "4", "--resume", str(ck / "checkpoint.pt"), steps_per_epoch=300)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert load_checkpoint(ck / "checkpoint.pt")["epoch"] == 4
+    assert not list(ck.glob(".*.tmp"))  # a resumed run clears what a killed write left behind
