@@ -89,7 +89,9 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
     """Load and check a checkpoint without executing any code from it."""
     p = Path(path)
     if p.is_dir():
-        raise LabError(f"checkpoint {str(p)!r} is a directory, not a checkpoint file")
+        raise LabError(
+            f"checkpoint {str(p)!r} is a directory, not a checkpoint file (nor an export with model.safetensors)"
+        )
     if p.stat().st_size == 0:
         raise LabError(f"checkpoint {str(p)!r} is empty")
     if not zipfile.is_zipfile(p):  # torch.save writes a zip archive; anything else is not ours
@@ -141,7 +143,15 @@ def model_from_checkpoint(ckpt: dict, device="cpu"):
 
 
 def load_model(name: str | Path, device="cpu"):
-    """Find, load and rebuild a checkpoint by path or bare name: returns (model, tokenizer, ckpt)."""
+    """Find, load and rebuild a checkpoint (path or bare name) or an export directory.
+
+    Returns (model, tokenizer, ckpt); ckpt is None for an export directory, which has no training state.
+    """
+    from minilab.export import is_export_dir, load_export
+
+    if is_export_dir(name):
+        model, tokenizer = load_export(name, device)
+        return model, tokenizer, None
     ckpt = load_checkpoint(resolve_checkpoint(name))
     model, tokenizer = model_from_checkpoint(ckpt, device)
     return model, tokenizer, ckpt

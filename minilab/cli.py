@@ -107,7 +107,70 @@ def build_parser() -> argparse.ArgumentParser:
     _flag(g, "num_samples", type=int, default=1, help="how many continuations, generated as one batch (default 1)")
     _flag(g, "seed", type=int, default=None, help="random seed (default: different each run)")
     _flag(g, "device", default="auto", help="auto | cpu | cuda | mps (default auto)")
+
+    i = sub.add_parser("info", help="show a model's config, parameters, vocabulary and history", allow_abbrev=False)
+    _flag(i, "checkpoint", metavar="CKPT", required=True, help="checkpoint file or export directory")
+
+    e = sub.add_parser("eval", help="validation loss of a model on a text file", allow_abbrev=False)
+    _flag(e, "checkpoint", metavar="CKPT", required=True, help="checkpoint file or export directory")
+    _flag(e, "data", metavar="FILE", required=True, help="UTF-8 text file")
+    _flag(
+        e,
+        "val_fraction",
+        type=float,
+        default=None,
+        help="score the last part of the text (default: the checkpoint's, else 0.1); 1 = the whole text",
+    )
+    _flag(e, "batch_size", type=int, default=32, help="windows per forward pass (default 32)")
+    _flag(e, "device", default="auto", help="auto | cpu | cuda | mps (default auto)")
+
+    x = sub.add_parser("export", help="write weights (.safetensors), config and tokenizer (JSON)", allow_abbrev=False)
+    _flag(x, "checkpoint", metavar="CKPT", required=True, help="checkpoint to export")
+    _flag(x, "out", metavar="DIR", required=True, help="directory to write (must not hold an export already)")
     return parser
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from minilab.checkpoint import load_model
+    from minilab.info import describe
+
+    model, tokenizer, ckpt = load_model(args.checkpoint)
+    print(describe(model, tokenizer, ckpt))
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    import math
+
+    from minilab.checkpoint import load_model
+    from minilab.data import read_text
+    from minilab.device import resolve_device
+    from minilab.evaluate import score_text
+
+    if args.val_fraction is not None and not 0 < args.val_fraction <= 1:
+        raise LabError(f"--val_fraction must be in (0, 1], got {args.val_fraction}")
+    if not 1 <= args.batch_size <= 1 << 16:
+        raise LabError(f"--batch_size must be between 1 and 65536, got {args.batch_size}")
+    device = resolve_device(args.device)
+    text = read_text(args.data)
+    model, tokenizer, ckpt = load_model(args.checkpoint, device)
+    fraction = args.val_fraction or ((ckpt or {}).get("train_args") or {}).get("val_fraction") or 0.1
+    loss, positions = score_text(model, tokenizer, text, fraction, args.batch_size)
+    print(
+        f"loss {loss:.4f} nats/token | perplexity {math.exp(loss):.3f} | {loss / math.log(2):.4f} bits/token | "
+        f"{positions:,} positions scored (the last {fraction:g} of {args.data})"
+    )
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from minilab.checkpoint import load_model
+    from minilab.export import export_model
+
+    model, tokenizer, _ = load_model(args.checkpoint)
+    for path in export_model(model, tokenizer, args.out):
+        print(path)
+    return 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -182,7 +245,7 @@ def _unescape(text: str) -> str:
     return text.replace("\\\\", "\0").replace("\\n", "\n").replace("\\t", "\t").replace("\0", "\\")
 
 
-COMMANDS = {"train": cmd_train, "generate": cmd_generate}
+COMMANDS = {"train": cmd_train, "generate": cmd_generate, "info": cmd_info, "eval": cmd_eval, "export": cmd_export}
 
 
 def main(argv: list[str] | None = None) -> int:

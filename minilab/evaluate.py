@@ -5,6 +5,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from minilab.errors import LabError
+
 
 @torch.no_grad()
 def evaluate_loss(model, tokens: torch.Tensor, window: int, batch_size: int = 32, device=None) -> float:
@@ -40,3 +42,15 @@ def evaluate_loss(model, tokens: torch.Tensor, window: int, batch_size: int = 32
         count += y.numel()
     model.train(was_training)
     return total / count
+
+
+def score_text(model, tokenizer, text: str, fraction: float = 0.1, batch_size: int = 32) -> tuple[float, int]:
+    """Loss over the last ``fraction`` of ``text`` (the validation split; 1 = all of it), in context windows.
+
+    Returns (mean cross-entropy in nats per token, number of positions scored).
+    """
+    ids = tokenizer.encode(text)
+    if len(ids) < 2:
+        raise LabError(f"the text has {len(ids)} token(s); at least 2 are needed to score a prediction")
+    tokens = torch.tensor(ids[len(ids) - max(2, int(len(ids) * fraction)) :], dtype=torch.long)
+    return evaluate_loss(model, tokens, model.cfg.context_length, batch_size), len(tokens) - 1

@@ -4,6 +4,7 @@ import shutil
 
 import pytest
 
+from minilab.checkpoint import load_checkpoint
 from minilab.cli import main
 from tests.conftest import EXAMPLE, TINY_MODEL_FLAGS, run_cli, snapshot
 
@@ -196,6 +197,19 @@ BAD_GENERATE = [
 ]
 
 
+BAD_OTHER = [
+    ("info", ["--checkpoint", "missing.pt"], "not found"),
+    ("info", ["--checkpoint", "ok.txt"], "not a checkpoint file"),
+    ("eval", ["--checkpoint", "checkpoint.pt", "--data", "missing.txt"], "does not exist"),
+    ("eval", ["--checkpoint", "checkpoint.pt", "--data", "unseen.txt"], "not in the model's vocabulary"),
+    ("eval", ["--checkpoint", "checkpoint.pt", "--data", "ok.txt", "--val_fraction", "0"], "--val_fraction must be"),
+    ("eval", ["--checkpoint", "checkpoint.pt", "--data", "ok.txt", "--batch_size", "0"], "--batch_size must be"),
+    ("export", ["--checkpoint", "checkpoint.pt", "--out", "afile"], "is a file, not a directory"),
+    ("export", ["--checkpoint", "empty.txt", "--out", "new_export"], "is empty"),
+    ("frobnicate", [], "invalid choice: 'frobnicate'"),
+]
+
+
 @pytest.fixture
 def bad_inputs_dir(trained, tmp_path):
     """A working directory with a real run in it plus one file of every kind of bad input."""
@@ -213,7 +227,7 @@ def bad_inputs_dir(trained, tmp_path):
 
 @pytest.mark.parametrize(
     ("command", "args", "message"),
-    [("train", *case) for case in BAD_TRAIN] + [("generate", *case) for case in BAD_GENERATE],
+    [("train", *case) for case in BAD_TRAIN] + [("generate", *case) for case in BAD_GENERATE] + BAD_OTHER,
 )
 def test_bad_input_is_one_clean_line_and_changes_nothing(bad_inputs_dir, monkeypatch, capsys, command, args, message):
     before = snapshot(bad_inputs_dir)
@@ -291,3 +305,24 @@ def test_interactive_session(trained):
     assert "temperature = 0.0" in r.stderr and "max_new_tokens = 15" in r.stderr
     assert "not in the model's vocabulary" in r.stderr and "unknown command /bogus" in r.stderr
     assert "never read" not in r.stdout
+
+
+def test_info_eval_export_on_a_trained_run(trained, tmp_path, monkeypatch, capsys):
+    code, out, err = cli(["info", "--checkpoint", "checkpoint.pt"], trained, monkeypatch, capsys)
+    assert code == 0, err
+    assert "parameters:" in out and "epoch 1 of 1" in out and "best validation loss" in out
+    code, out, err = cli(
+        ["eval", "--checkpoint", "best_model.pt", "--data", "my_data.txt"], trained, monkeypatch, capsys
+    )
+    assert code == 0, err and out.startswith("loss ")
+    best = load_checkpoint(trained / "checkpoints" / "best_model.pt")["best_val_loss"]
+    assert float(out.split()[1]) == pytest.approx(best, abs=1e-4)  # eval scores exactly the training run's val split
+    code, out, err = cli(
+        ["export", "--checkpoint", "best_model.pt", "--out", str(tmp_path / "shared")], trained, monkeypatch, capsys
+    )
+    assert code == 0, err
+    for command in (["generate", "--max_new_tokens", "5"], ["info"], ["eval", "--data", "my_data.txt"]):
+        code, out, err = cli(
+            [command[0], "--checkpoint", str(tmp_path / "shared"), *command[1:]], trained, monkeypatch, capsys
+        )
+        assert code == 0, (command, err)

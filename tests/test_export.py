@@ -1,0 +1,88 @@
+"""export / info / eval: sharing a model safely, and looking at it."""
+
+import json
+
+import pytest
+import torch
+
+from minilab.checkpoint import load_model
+from minilab.errors import LabError
+from minilab.evaluate import evaluate_loss, score_text
+from minilab.export import export_model, load_export
+from minilab.info import describe, parameters_by_component
+from minilab.model import GPT
+from minilab.tokenizer import CharTokenizer
+from tests.conftest import tiny_model_config
+
+
+@pytest.fixture
+def model_and_tok():
+    torch.manual_seed(0)
+    tok = CharTokenizer.from_text("the quick brown fox\n")
+    return GPT(tiny_model_config(vocab_size=tok.vocab_size, pos_encoding="learned")).eval(), tok
+
+
+def test_export_round_trip_gives_identical_logits(tmp_path, model_and_tok):
+    model, tok = model_and_tok
+    files = export_model(model, tok, tmp_path / "shared")
+    assert sorted(p.name for p in files) == ["config.json", "model.safetensors", "tokenizer.json"]
+    assert json.loads((tmp_path / "shared" / "config.json").read_text())["pos_encoding"] == "learned"
+    again, tok2, ckpt = load_model(tmp_path / "shared")
+    assert ckpt is None and tok2.chars == tok.chars
+    assert again.lm_head.weight is again.tok_emb.weight  # tying restored
+    idx = torch.tensor([tok.encode("the fox")])
+    assert torch.equal(model(idx)[0], again(idx)[0])
+
+
+def test_export_refuses_to_overwrite_and_bad_dirs_are_named(tmp_path, model_and_tok):
+    model, tok = model_and_tok
+    export_model(model, tok, tmp_path / "e")
+    before = (tmp_path / "e" / "model.safetensors").read_bytes()
+    with pytest.raises(LabError, match="already holds"):
+        export_model(model, tok, tmp_path / "e")
+    assert (tmp_path / "e" / "model.safetensors").read_bytes() == before
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(LabError, match="is a file"):
+        export_model(model, tok, tmp_path / "afile")
+    (tmp_path / "e" / "tokenizer.json").unlink()
+    with pytest.raises(LabError, match="has no tokenizer.json"):
+        load_export(tmp_path / "e")
+    export_model(model, tok, tmp_path / "f")
+    (tmp_path / "f" / "config.json").write_text("{not json")
+    with pytest.raises(LabError, match="not valid JSON"):
+        load_export(tmp_path / "f")
+    export_model(model, tok, tmp_path / "g")
+    (tmp_path / "g" / "model.safetensors").write_bytes(b"garbage")
+    with pytest.raises(LabError, match="not a readable safetensors file"):
+        load_export(tmp_path / "g")
+    export_model(model, tok, tmp_path / "h")
+    cfg = json.loads((tmp_path / "h" / "config.json").read_text())
+    (tmp_path / "h" / "config.json").write_text(json.dumps({**cfg, "d_ff": 128}))
+    with pytest.raises(LabError, match="do not match"):
+        load_export(tmp_path / "h")
+
+
+def test_parameter_breakdown_adds_up(model_and_tok):
+    model, tok = model_and_tok
+    parts = dict(parameters_by_component(model))
+    assert sum(parts.values()) == model.num_params()
+    assert parts["position embedding"] == 16 * 32
+    report = describe(model, tok, None)
+    assert "vocabulary: 17 char tokens" in report and "training history: none" in report
+
+
+def test_score_text_is_the_last_fraction_every_position(model_and_tok):
+    model, tok = model_and_tok
+    text = "the quick brown fox\n" * 10
+    loss, n = score_text(model, tok, text, fraction=0.5)
+    assert n == 99
+    ids = torch.tensor(tok.encode(text)[100:])
+    assert loss == pytest.approx(evaluate_loss(model, ids, 16))
+    # every position counted once: windows of 16 over 99 positions, computed by hand
+    total = 0.0
+    for start in range(0, 99, 16):
+        x, y = ids[start : min(start + 16, 99)], ids[start + 1 : min(start + 17, 100)]
+        total += torch.nn.functional.cross_entropy(model(x.view(1, -1))[0][0], y, reduction="sum").item()
+    assert loss == pytest.approx(total / 99, rel=1e-5)
+    with pytest.raises(LabError, match="at least 2"):
+        score_text(model, tok, "t", fraction=1.0)
