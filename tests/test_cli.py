@@ -150,6 +150,7 @@ BAD_TRAIN = [
     (["--data", "binary.txt"], "looks binary"),
     (["--data", "latin1.txt"], "not UTF-8"),
     (["--data", "blank.txt"], "only whitespace"),
+    (["--data", "/proc/self/mem"], "cannot read data file '/proc/self/mem'"),
     (["--data", "ok.txt", "--epochs", "0"], "epochs must be between 1"),
     (["--data", "ok.txt", "--epochs", "-3"], "epochs must be between 1"),
     (["--data", "ok.txt", "--epochs", "ten"], "invalid int value"),
@@ -326,3 +327,14 @@ def test_info_eval_export_on_a_trained_run(trained, tmp_path, monkeypatch, capsy
             [command[0], "--checkpoint", str(tmp_path / "shared"), *command[1:]], trained, monkeypatch, capsys
         )
         assert code == 0, (command, err)
+
+
+def test_errors_catalogue_lists_every_case():
+    """docs/errors.md is generated from these cases (tests/make_errors_doc.py); it must not fall behind."""
+    from tests.conftest import ROOT
+
+    doc = (ROOT / "docs" / "errors.md").read_text()
+    for command, args, message in (
+        [("train", *c) for c in BAD_TRAIN] + [("generate", *c) for c in BAD_GENERATE] + BAD_OTHER
+    ):
+        assert message in doc, (command, args)
