@@ -65,19 +65,22 @@ def test_second_signal_stops_at_once():
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler given back
 
 
-def test_failed_write_stops_cleanly_and_keeps_earlier_checkpoints(tmp_path, monkeypatch):
+@pytest.mark.parametrize(("code", "text"), [(errno.ENOSPC, "No space left on device"),
+                                           (errno.EROFS, "Read-only file system"),
+                                           (errno.EACCES, "Permission denied")])
+def test_failed_write_stops_cleanly_and_keeps_earlier_checkpoints(tmp_path, monkeypatch, code, text):
     real_save = train_module.save_checkpoint
     calls = []
 
     def save_until_disk_full(paths, payload):
         calls.append(paths)
         if len(calls) > 1:
-            raise OSError(errno.ENOSPC, "No space left on device", str(paths[0]))
+            raise OSError(code, text, str(paths[0]))
         real_save(paths, payload)
 
     monkeypatch.setattr(train_module, "save_checkpoint", save_until_disk_full)
     ck = tmp_path / "checkpoints"
-    with pytest.raises(LabError, match="could not write .*No space left on device; training stopped at step 10"):
+    with pytest.raises(LabError, match=f"could not write .*{text}; training stopped at step 10"):
         Trainer(tiny_train_config(tmp_path), _model_cfg(), **QUIET).fit()
     for name in ("checkpoint_epoch_1.pt", "checkpoint.pt", "best_model.pt"):
         assert load_checkpoint(ck / name)["epoch"] == 1
