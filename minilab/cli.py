@@ -60,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     _flag(t, "experiments_dir", metavar="DIR", default=s, help="where run logs go (default experiments)")
     _flag(t, "run_name", default=s, help="name of this run's experiment folder (default: time and data name)")
     _flag(t, "sample_length", type=int, default=s, help="characters sampled into samples.txt per epoch (200)")
+    _flag(t, "grad_accum", type=int, default=s, help="micro-batches per optimizer step (default 1)")
+    _flag(t, "compile", action="store_true", default=s, help="torch.compile the model for training")
     _flag(t, "save_every_steps", type=int, default=s, help="also save checkpoint.pt every N steps (default 0 = off)")
     _flag(t, "keep_last", type=int, default=s, help="keep only the newest K checkpoint_epoch_N.pt (default 0 = all)")
     _flag(t, "context_length", type=int, default=s, help="tokens the model attends over (default 256)")

@@ -3,6 +3,7 @@
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from minilab.errors import LabError
@@ -66,8 +67,24 @@ def split_tokens(ids: list[int], val_fraction: float, context_length: int) -> Sp
     return Splits(train=train, val=val, window=window, notes=notes)
 
 
-def get_batch(data: torch.Tensor, batch_size: int, window: int, generator: torch.Generator):
-    """Random windows of the data: inputs x and targets y, y being x shifted one token left. (B, T) each"""
-    starts = torch.randint(len(data) - window, (batch_size,), generator=generator)  # (B,)
-    rows = data.unfold(0, window + 1, 1)[starts]  # (B, T+1): a view of all windows, then B of them
+def draw_starts(n_tokens: int, count: int, window: int, generator: torch.Generator) -> torch.Tensor:
+    """``count`` random window start positions in a split of ``n_tokens`` tokens. (count,)"""
+    return torch.randint(n_tokens - window, (count,), generator=generator)
+
+
+def windows(data, starts: torch.Tensor, window: int):
+    """Inputs x and targets y at the given starts; y is x shifted one token left. (B, T) each, int64.
+
+    ``data`` is a 1-D tensor of token ids, or a numpy array / memmap of a prepared dataset (only the
+    rows asked for are read from disk).
+    """
+    if isinstance(data, torch.Tensor):
+        rows = data.unfold(0, window + 1, 1)[starts]  # (B, T+1): a view of all windows, then B of them
+    else:
+        rows = torch.from_numpy(np.stack([data[s : s + window + 1] for s in starts.tolist()]).astype(np.int64))
     return rows[:, :-1].contiguous(), rows[:, 1:].contiguous()
+
+
+def get_batch(data, batch_size: int, window: int, generator: torch.Generator):
+    """``batch_size`` random windows: (x, y), (B, T) each."""
+    return windows(data, draw_starts(len(data), batch_size, window, generator), window)

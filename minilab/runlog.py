@@ -14,7 +14,7 @@ from pathlib import Path
 from minilab.checkpoint import atomic_write
 from minilab.viz import plot_losses
 
-METRIC_FIELDS = ["step", "epoch", "train_loss", "val_loss", "val_ppl", "lr", "tokens_per_sec"]
+METRIC_FIELDS = ["step", "epoch", "train_loss", "val_loss", "val_ppl", "lr", "tokens_per_sec", "mfu"]
 
 
 def new_run_name(data_path: str) -> str:

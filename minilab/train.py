@@ -14,6 +14,7 @@ run stands (mid-epoch too) and says how to resume; ``--save_every_steps`` saves 
 failed write or a NaN loss stops the run with a clear message and leaves earlier files intact.
 """
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass, replace
@@ -22,12 +23,14 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from minilab import distributed
 from minilab.checkpoint import save_checkpoint
 from minilab.config import ModelConfig, TrainConfig
-from minilab.data import get_batch, read_text, split_tokens
+from minilab.data import draw_starts, read_text, split_tokens, windows
 from minilab.device import resolve_device
 from minilab.errors import LabError
 from minilab.evaluate import evaluate_loss
+from minilab.flops import flops_per_token, measured_peak_flops
 from minilab.generate import generate
 from minilab.model import GPT
 from minilab.optim import lr_at, make_optimizer
@@ -88,6 +91,8 @@ class Trainer:
         self.t0 = time.perf_counter()
         self.log, self.progress = log, progress
         self.device = resolve_device(cfg.device)
+        self.dist = distributed.setup(self.device)
+        self.device = distributed.local_device(self.device, self.dist)
         out_dir, exp_dir = Path(cfg.out_dir), Path(cfg.experiments_dir)
         for d, flag in ((out_dir, "--out_dir"), (exp_dir, "--experiments_dir")):
             if d.exists() and not d.is_dir():
@@ -123,10 +128,13 @@ class Trainer:
         self.cfg = cfg = replace(cfg, batch_size=batch_size, steps_per_epoch=steps_per_epoch, warmup_steps=warmup)
         self.model_cfg = model_cfg
 
-        torch.manual_seed(cfg.seed)
+        torch.manual_seed(cfg.seed)  # the same initial weights on every rank
         self.model = GPT(model_cfg).to(self.device)
         self.optimizer = make_optimizer(self.model, cfg, self.device)
-        self.batch_gen = torch.Generator().manual_seed(cfg.seed)  # the data order, saved for resume
+        # The data order: every rank draws the same global batch and trains on its own slice of it,
+        # so the run does not depend on how many processes share it. Saved for resume.
+        self.batch_gen = torch.Generator().manual_seed(cfg.seed)
+        self.train_model = self._wrap_for_training()
         self.epoch, self.step, self.best_val = 0, 0, math.inf  # epoch = completed epochs
         self.epoch_loss_sum = 0.0  # training losses of the epoch in progress, for its mean
         self.prior_wall, self.tokens_seen = 0.0, 0
@@ -143,6 +151,26 @@ class Trainer:
                 f"the checkpoint is already at epoch {self.epoch}; ask for --epochs above {self.epoch} to train further"
             )
         self.out_dir = out_dir
+
+    def _wrap_for_training(self):
+        """The module the training step calls: compiled and/or DistributedDataParallel around the model."""
+        model = self.model
+        if self.device.type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = True  # TF32 tensor cores for any fp32 matmul left
+            torch.backends.cudnn.allow_tf32 = True
+        if self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            model = self.ddp = DistributedDataParallel(model, device_ids=ids)
+        if self.cfg.compile:
+            model = torch.compile(model)
+        # Mixed precision on CUDA: bf16 where the GPU has it, else fp16 with a gradient scaler.
+        self.amp_dtype = None
+        if self.device.type == "cuda":
+            self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        return model
 
     def _restore(self, ckpt: dict) -> None:
         try:
@@ -171,35 +199,33 @@ class Trainer:
         """Train from the current epoch to ``cfg.epochs``, writing checkpoints and the experiment log."""
         cfg, model, splits = self.cfg, self.model, self.splits
         resumed = self.step > 0
+        if not self.dist.is_main:
+            self.log = lambda *_: None  # only rank 0 speaks and writes
         for note in splits.notes:
             self.log(f"note: {note}")
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        for stale in self.out_dir.glob(".*.pt.*.tmp"):  # left by a process killed mid-write
-            stale.unlink(missing_ok=True)
-        self.runlog = RunLog(self.run_dir, resume_step=self.step if resumed else None)
-        self.runlog.write_json(
-            "config.json",
-            {
-                "model": self.model_cfg.to_dict(),
-                "train": cfg.to_dict(),
-                "tokenizer": self.tokenizer.to_dict(),
-                "parameters": model.num_params(),
-                "device": str(self.device),
-            },
-        )
+        if self.dist.enabled:  # the same weights everywhere, but different dropout masks per rank
+            torch.manual_seed(cfg.seed + self.step + 1000 * self.dist.rank)
+        self.peak_flops = measured_peak_flops(self.device.type) * self.dist.world_size
+        self.flops_per_token = flops_per_token(model)
+        if self.dist.is_main:
+            self._prepare_outputs()
         self.log(
             f"{'resuming' if resumed else 'training'} a {model.num_params() / 1e6:.2f}M-parameter model on "
-            f"{self.device}: {len(splits.train):,} training and {len(splits.val):,} validation tokens, "
+            f"{self.device}{f' x {self.dist.world_size} processes' if self.dist.enabled else ''}: "
+            f"{len(splits.train):,} training and {len(splits.val):,} validation tokens, "
             f"vocabulary {self.tokenizer.vocab_size}; epochs {self.epoch + 1}..{cfg.epochs}, "
-            f"{cfg.steps_per_epoch} steps of {cfg.batch_size} x {splits.window} tokens each"
+            f"{cfg.steps_per_epoch} steps of {self.tokens_per_step // splits.window} x {splits.window} tokens each"
         )
         self.log(f"checkpoints -> {self.out_dir}/   experiment log -> {self.run_dir}/")
         self.train_time, self.session_tokens = 0.0, 0  # this process only, for tokens/s
         self.last_val, self.last_train = math.nan, math.nan
         model.train()
-        with StopSignals() as signals:
-            while self.epoch < cfg.epochs:
-                self._run_epoch(signals)
+        try:
+            with StopSignals() as signals:
+                while self.epoch < cfg.epochs:
+                    self._run_epoch(signals)
+        finally:
+            distributed.teardown()
         return TrainResult(
             best_val_loss=self.best_val,
             final_train_loss=self.last_train,
@@ -212,12 +238,34 @@ class Trainer:
             out_dir=self.out_dir,
         )
 
+    @property
+    def tokens_per_step(self) -> int:
+        """Tokens per optimizer step over all processes and micro-batches."""
+        return self.cfg.batch_size * self.cfg.grad_accum * self.dist.world_size * self.splits.window
+
+    def _prepare_outputs(self) -> None:
+        cfg = self.cfg
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        for stale in self.out_dir.glob(".*.pt.*.tmp"):  # left by a process killed mid-write
+            stale.unlink(missing_ok=True)
+        self.runlog = RunLog(self.run_dir, resume_step=self.step if self.step > 0 else None)
+        self.runlog.write_json(
+            "config.json",
+            {
+                "model": self.model_cfg.to_dict(),
+                "train": cfg.to_dict(),
+                "tokenizer": self.tokenizer.to_dict(),
+                "parameters": self.model.num_params(),
+                "device": str(self.device),
+            },
+        )
+
     def _run_epoch(self, signals: StopSignals) -> None:
         """Train the rest of the epoch in progress (all of it, unless resuming mid-epoch), then evaluate and save."""
         cfg, splits = self.cfg, self.splits
         epoch, spe = self.epoch + 1, cfg.steps_per_epoch
         total_steps = cfg.epochs * spe
-        t_epoch, n_tokens = time.perf_counter(), cfg.batch_size * splits.window
+        t_epoch, n_tokens = time.perf_counter(), self.tokens_per_step
         bar = tqdm(
             total=spe,
             initial=self.step - self.epoch * spe,
@@ -225,7 +273,7 @@ class Trainer:
             unit="step",
             leave=False,
             dynamic_ncols=True,
-            disable=None if self.progress else True,
+            disable=None if self.progress and self.dist.is_main else True,
         )
         while self.step < epoch * spe:
             if signals.requested is not None:
@@ -240,26 +288,36 @@ class Trainer:
             self.session_tokens += n_tokens
             self.tokens_seen += n_tokens
             self.epoch_loss_sum += loss
-            row = {"step": self.step, "epoch": epoch, "train_loss": loss, "lr": lr, "tokens_per_sec": n_tokens / dt}
-            self._write(self.runlog.log_step, row)
-            bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{n_tokens / dt:,.0f}", refresh=False)
+            mfu = self.flops_per_token * n_tokens / dt / self.peak_flops
+            row = {
+                "step": self.step,
+                "epoch": epoch,
+                "train_loss": loss,
+                "lr": lr,
+                "tokens_per_sec": n_tokens / dt,
+                "mfu": mfu,
+            }
+            self._write(lambda row=row: self.runlog.log_step(row))
+            bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{n_tokens / dt:,.0f}", mfu=f"{100 * mfu:.0f}%", refresh=False)
             bar.update()
             if cfg.save_every_steps and self.step % cfg.save_every_steps == 0 and self.step < epoch * spe:
                 self._save(["checkpoint.pt"])
         bar.close()
         self.epoch = epoch
         self.last_train, self.epoch_loss_sum = self.epoch_loss_sum / spe, 0.0
-        self.last_val = evaluate_loss(self.model, splits.val, splits.window, cfg.batch_size, self.device)
+        self.last_val = math.nan  # only rank 0 evaluates: the other ranks' copies are identical
+        if self.dist.is_main:
+            self.last_val = evaluate_loss(self.model, splits.val, splits.window, cfg.batch_size, self.device)
         self.model.train()
         score = self.last_train if math.isnan(self.last_val) else self.last_val
         is_best = score < self.best_val
         if is_best:
             self.best_val = score
         if not math.isnan(self.last_val):
-            self._write(self.runlog.set_val, self.last_val)
+            self._write(lambda: self.runlog.set_val(self.last_val))
         self._save([f"checkpoint_epoch_{epoch}.pt", "checkpoint.pt"] + (["best_model.pt"] if is_best else []))
         self._prune_epoch_checkpoints()
-        self._write(self._write_epoch_logs, self.last_train, self.last_val)
+        self._write(lambda: self._write_epoch_logs(self.last_train, self.last_val))
         val = self.last_val
         val_part = "" if math.isnan(val) else f" | val loss {val:.4f} | val ppl {math.exp(val):.2f}"
         took = time.perf_counter() - t_epoch
@@ -281,23 +339,40 @@ class Trainer:
         )
 
     def _train_step(self, lr: float) -> float:
-        cfg = self.cfg
+        """One optimizer step over grad_accum micro-batches on each rank; returns the mean loss of the step."""
+        cfg, splits, world, rank = self.cfg, self.splits, self.dist.world_size, self.dist.rank
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        x, y = get_batch(self.splits.train, cfg.batch_size, self.splits.window, self.batch_gen)
-        x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-        _, loss = self.model(x, y)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        B = cfg.batch_size
+        # The whole step's windows are drawn at once, the same on every rank: micro-batch m of rank r
+        # is slice m * world + r. So 1 process x grad_accum 4 sees what 4 processes x 1 would.
+        starts = draw_starts(len(splits.train), B * world * cfg.grad_accum, splits.window, self.batch_gen)
+        total = torch.zeros((), device=self.device)
+        for micro in range(cfg.grad_accum):
+            first = (micro * world + rank) * B
+            x, y = windows(splits.train, starts[first : first + B], splits.window)
+            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            last = micro == cfg.grad_accum - 1
+            # DDP averages gradients across ranks on backward; only the last micro-batch needs to.
+            sync = contextlib.nullcontext() if last or not self.dist.enabled else self.ddp.no_sync()
+            with sync:
+                with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+                    _, loss = self.train_model(x, y)
+                self.scaler.scale(loss / cfg.grad_accum).backward()
+            total += loss.detach()
+        if self.scaler.is_enabled():
+            self.scaler.unscale_(self.optimizer)  # clip the true gradients, not the scaled ones
         if cfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
-        value = loss.item()
+        value = distributed.mean_across_ranks(total.item() / cfg.grad_accum, self.dist, self.device)
         if not math.isfinite(value):
             raise LabError(
                 f"the loss became {value} at step {self.step + 1}; training stopped before that "
                 f"update (try a lower --lr than {cfg.lr:g})"
             )
-        self.optimizer.step()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
         return value
 
     def _tokens_per_sec(self) -> float:
@@ -338,12 +413,14 @@ class Trainer:
 
     def _save(self, names: list[str]) -> None:
         """Write the current state to each of ``names`` in the checkpoint directory (atomically)."""
-        self._write(save_checkpoint, [self.out_dir / name for name in names], self.checkpoint_payload())
+        self._write(lambda: save_checkpoint([self.out_dir / name for name in names], self.checkpoint_payload()))
 
-    def _write(self, fn, *args) -> None:
-        """Run a file write; a failure (disk full, permissions) stops training with a clear message."""
+    def _write(self, fn) -> None:
+        """Run a file write (rank 0 only); a failure (disk full, permissions) stops training with a clear message."""
+        if not self.dist.is_main:
+            return
         try:
-            fn(*args)
+            fn()
         except OSError as e:
             where = f" {e.filename}" if e.filename else ""
             raise LabError(

@@ -65,9 +65,14 @@ def test_second_signal_stops_at_once():
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler given back
 
 
-@pytest.mark.parametrize(("code", "text"), [(errno.ENOSPC, "No space left on device"),
-                                           (errno.EROFS, "Read-only file system"),
-                                           (errno.EACCES, "Permission denied")])
+@pytest.mark.parametrize(
+    ("code", "text"),
+    [
+        (errno.ENOSPC, "No space left on device"),
+        (errno.EROFS, "Read-only file system"),
+        (errno.EACCES, "Permission denied"),
+    ],
+)
 def test_failed_write_stops_cleanly_and_keeps_earlier_checkpoints(tmp_path, monkeypatch, code, text):
     real_save = train_module.save_checkpoint
     calls = []

@@ -142,3 +142,29 @@ def test_nan_loss_stops_with_the_step(tmp_path):
     with pytest.raises(LabError, match="at step 1;.*lower --lr"):
         trainer.fit()
     assert not (tmp_path / "checkpoints" / "best_model.pt").exists()
+
+
+def test_grad_accum_equals_one_larger_batch(tmp_path):
+    """4 micro-batches of 2 per step == batches of 8 (same windows, same averaged gradient)."""
+    cfg = tiny_model_config(context_length=32, dropout=0.0)
+    quiet = dict(log=lambda *_: None, progress=False)
+    a = Trainer(tiny_train_config(tmp_path / "a", batch_size=2, grad_accum=4, epochs=1), cfg, **quiet)
+    a.fit()
+    b = Trainer(tiny_train_config(tmp_path / "b", batch_size=8, epochs=1), cfg, **quiet)
+    b.fit()
+    for name, tensor in a.model.state_dict().items():
+        assert torch.allclose(tensor, b.model.state_dict()[name], atol=1e-5), name
+    rows_a = list(csv.DictReader(open(a.run_dir / "metrics.csv")))
+    rows_b = list(csv.DictReader(open(b.run_dir / "metrics.csv")))
+    assert [float(r["train_loss"]) for r in rows_a] == pytest.approx([float(r["train_loss"]) for r in rows_b], abs=1e-5)
+    assert all(0 < float(r["mfu"]) < 1.5 for r in rows_a)
+
+
+@pytest.mark.slow
+def test_compiled_training_saves_plain_weights(tmp_path):
+    quiet = dict(log=lambda *_: None, progress=False)
+    cfg = tiny_train_config(tmp_path, compile=True, epochs=1, steps_per_epoch=2, sample_length=0)
+    Trainer(cfg, _model_cfg(), **quiet).fit()
+    ckpt = load_checkpoint(tmp_path / "checkpoints" / "checkpoint.pt")
+    assert not any(k.startswith("_orig_mod") for k in ckpt["model_state"])
+    assert ckpt["train_args"]["compile"] is True

@@ -1,0 +1,74 @@
+"""Data-parallel training across processes with torch.distributed, started by torchrun.
+
+    torchrun --nproc_per_node=2 mini-transformer-lab.py train --data my_data.txt
+
+torchrun sets RANK, LOCAL_RANK and WORLD_SIZE; each process trains a copy of the model on its own
+slice of every batch, gradients are averaged (DistributedDataParallel), and only rank 0 writes
+files. CPUs talk through the gloo backend, GPUs through NCCL.
+"""
+
+import datetime
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from minilab.errors import LabError
+
+
+@dataclass
+class DistInfo:
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+
+def launched_by_torchrun() -> bool:
+    return "RANK" in os.environ and "WORLD_SIZE" in os.environ
+
+
+def setup(device: torch.device, timeout_s: float = 300.0) -> DistInfo:
+    """Join the process group if torchrun started us; otherwise a single process (rank 0 of 1)."""
+    if not launched_by_torchrun():
+        return DistInfo()
+    info = DistInfo(int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", 0)), int(os.environ["WORLD_SIZE"]))
+    if info.world_size == 1:
+        return info
+    if not dist.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        # A bounded timeout: if another rank dies, the collectives here fail instead of hanging forever.
+        dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s))
+    return info
+
+
+def local_device(device: torch.device, info: DistInfo) -> torch.device:
+    """On GPUs, rank r uses the GPU numbered by its LOCAL_RANK on its machine."""
+    if device.type == "cuda" and info.enabled:
+        if info.local_rank >= torch.cuda.device_count():
+            raise LabError(f"LOCAL_RANK {info.local_rank} but this machine has {torch.cuda.device_count()} GPU(s)")
+        torch.cuda.set_device(info.local_rank)
+        return torch.device("cuda", info.local_rank)
+    return device
+
+
+def mean_across_ranks(value: float, info: DistInfo, device: torch.device) -> float:
+    """The average of a number over all ranks (for logging the global loss)."""
+    if not info.enabled:
+        return value
+    t = torch.tensor([value], dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return t.item() / info.world_size
+
+
+def teardown() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
