@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train a model on a text file (or resume training)", allow_abbrev=False)
     # SUPPRESS: only the flags the user typed appear, so a resume can tell them from defaults.
     s = argparse.SUPPRESS
-    _flag(t, "data", metavar="FILE", default=s, help="UTF-8 text file to train on (required)")
+    _flag(t, "data", metavar="FILE", default=s, help="UTF-8 text file, or a directory made by `prepare` (required)")
     _flag(t, "resume", metavar="CKPT", default=s, help="continue training from this checkpoint")
     _flag(t, "epochs", type=int, default=s, help="train until this epoch (default 10)")
     _flag(t, "batch_size", type=int, default=s, help="sequences per step (default 32; fewer for a tiny text)")
@@ -62,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     _flag(t, "sample_length", type=int, default=s, help="characters sampled into samples.txt per epoch (200)")
     _flag(t, "grad_accum", type=int, default=s, help="micro-batches per optimizer step (default 1)")
     _flag(t, "compile", action="store_true", default=s, help="torch.compile the model for training")
+    _flag(t, "eval_tokens", type=int, default=s, help="validation tokens scored per epoch, 0 = all (1000000)")
     _flag(t, "save_every_steps", type=int, default=s, help="also save checkpoint.pt every N steps (default 0 = off)")
     _flag(t, "keep_last", type=int, default=s, help="keep only the newest K checkpoint_epoch_N.pt (default 0 = all)")
     _flag(t, "context_length", type=int, default=s, help="tokens the model attends over (default 256)")
@@ -126,6 +127,11 @@ def build_parser() -> argparse.ArgumentParser:
     _flag(e, "batch_size", type=int, default=32, help="windows per forward pass (default 32)")
     _flag(e, "device", default="auto", help="auto | cpu | cuda | mps (default auto)")
 
+    p = sub.add_parser("prepare", help="turn a big text file into a token file to train from", allow_abbrev=False)
+    _flag(p, "data", metavar="FILE", required=True, help="UTF-8 text file of any size")
+    _flag(p, "out", metavar="DIR", required=True, help="directory for tokens.bin and meta.json")
+    _flag(p, "val_fraction", type=float, default=0.1, help="share of the tokens held out (default 0.1)")
+
     x = sub.add_parser("export", help="write weights (.safetensors), config and tokenizer (JSON)", allow_abbrev=False)
     _flag(x, "checkpoint", metavar="CKPT", required=True, help="checkpoint to export")
     _flag(x, "out", metavar="DIR", required=True, help="directory to write (must not hold an export already)")
@@ -161,6 +167,22 @@ def cmd_eval(args: argparse.Namespace) -> int:
     print(
         f"loss {loss:.4f} nats/token | perplexity {math.exp(loss):.3f} | {loss / math.log(2):.4f} bits/token | "
         f"{positions:,} positions scored (the last {fraction:g} of {args.data})"
+    )
+    return 0
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    import time
+
+    from minilab.prepare import prepare_dataset
+
+    t = time.perf_counter()
+    meta = prepare_dataset(args.data, args.out, args.val_fraction)
+    took = time.perf_counter() - t
+    print(
+        f"{args.out}: {meta['n_tokens']:,} tokens ({meta['dtype']}, vocabulary {len(meta['tokenizer']['chars'])}), "
+        f"{meta['n_train']:,} train / {meta['n_val']:,} val, {meta['source_bytes'] / 1e6 / took:.0f} MB/s. "
+        f"Train with: mini-transformer-lab train --data {args.out}"
     )
     return 0
 
@@ -247,7 +269,14 @@ def _unescape(text: str) -> str:
     return text.replace("\\\\", "\0").replace("\\n", "\n").replace("\\t", "\t").replace("\0", "\\")
 
 
-COMMANDS = {"train": cmd_train, "generate": cmd_generate, "info": cmd_info, "eval": cmd_eval, "export": cmd_export}
+COMMANDS = {
+    "train": cmd_train,
+    "generate": cmd_generate,
+    "info": cmd_info,
+    "eval": cmd_eval,
+    "export": cmd_export,
+    "prepare": cmd_prepare,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

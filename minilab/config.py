@@ -70,6 +70,7 @@ class TrainConfig:
     sample_length: int = 200  # characters generated into samples.txt after each epoch (0 = none)
     grad_accum: int = 1  # micro-batches per optimizer step: the step sees batch_size x grad_accum sequences
     compile: bool = False  # torch.compile the model for training (checkpoints still hold the plain module)
+    eval_tokens: int = 1_000_000  # score at most this many validation tokens per epoch (0 = all)
     save_every_steps: int = 0  # also save checkpoint.pt every N steps within an epoch (0 = only per epoch)
     keep_last: int = 0  # keep only the newest K checkpoint_epoch_N.pt files (0 = keep all)
 
@@ -82,6 +83,7 @@ class TrainConfig:
         _check_int("grad_accum", self.grad_accum, low=1, high=1 << 16)
         if not isinstance(self.compile, bool):
             raise LabError(f"compile must be true or false, got {self.compile!r}")
+        _check_int("eval_tokens", self.eval_tokens, low=0, high=1 << 40)
         _check_int("save_every_steps", self.save_every_steps, low=0, high=1 << 30)
         _check_int("keep_last", self.keep_last, low=0, high=1 << 20)
         _check_int("seed", self.seed, low=0, high=2**63 - 1)

@@ -23,8 +23,9 @@ def measured_peak_flops(device_type: str = "cpu", size: int = 2048, repeats: int
     dtype = torch.bfloat16 if device_type == "cuda" else torch.float32
     if device_type == "cuda":
         size = 8192
-    a = torch.randn(size, size, device=device_type, dtype=dtype)
-    b = torch.randn(size, size, device=device_type, dtype=dtype)
+    gen = torch.Generator(device=device_type).manual_seed(0)  # never touch the global random state
+    a = torch.randn(size, size, device=device_type, dtype=dtype, generator=gen)
+    b = torch.randn(size, size, device=device_type, dtype=dtype, generator=gen)
     best = float("inf")
     for _ in range(repeats + 1):  # the first one warms up
         _sync(device_type)

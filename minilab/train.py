@@ -20,13 +20,14 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from minilab import distributed
 from minilab.checkpoint import save_checkpoint
 from minilab.config import ModelConfig, TrainConfig
-from minilab.data import draw_starts, read_text, split_tokens, windows
+from minilab.data import Splits, draw_starts, read_text, split_tokens, windows
 from minilab.device import resolve_device
 from minilab.errors import LabError
 from minilab.evaluate import evaluate_loss
@@ -34,6 +35,7 @@ from minilab.flops import flops_per_token, measured_peak_flops
 from minilab.generate import generate
 from minilab.model import GPT
 from minilab.optim import lr_at, make_optimizer
+from minilab.prepare import is_prepared, open_prepared
 from minilab.runlog import RunLog, new_run_name
 from minilab.stopping import EXIT_CODES, StopSignals, TrainingInterrupted
 from minilab.tokenizer import CharTokenizer, tokenizer_from_dict
@@ -97,21 +99,11 @@ class Trainer:
         for d, flag in ((out_dir, "--out_dir"), (exp_dir, "--experiments_dir")):
             if d.exists() and not d.is_dir():
                 raise LabError(f"{flag} {str(d)!r} is a file, not a directory")
-        text = read_text(cfg.data)
         if resume is not None:
-            self.tokenizer = tokenizer_from_dict(resume["tokenizer"])
             model_cfg = ModelConfig.from_dict(resume["model_config"])
-            unseen = self.tokenizer.unknown(text)
-            if unseen:
-                shown = " ".join(repr(c) for c in unseen[:10])
-                raise LabError(
-                    f"{cfg.data} has {len(unseen)} character(s) the checkpoint's vocabulary lacks: "
-                    f"{shown}; a resumed model cannot learn new characters"
-                )
-        else:
-            self.tokenizer = CharTokenizer.from_text(text)
+        self.tokenizer, self.splits = self._load_data(cfg, model_cfg or ModelConfig(), resume)
+        if resume is None:
             model_cfg = replace(model_cfg or ModelConfig(), vocab_size=self.tokenizer.vocab_size)
-        self.splits = split_tokens(self.tokenizer.encode(text), cfg.val_fraction, model_cfg.context_length)
         window = self.splits.window
         batch_size = cfg.batch_size or auto_batch_size(len(self.splits.train), window)
         if batch_size != (cfg.batch_size or DEFAULT_BATCH_SIZE):
@@ -151,6 +143,29 @@ class Trainer:
                 f"the checkpoint is already at epoch {self.epoch}; ask for --epochs above {self.epoch} to train further"
             )
         self.out_dir = out_dir
+
+    @staticmethod
+    def _load_data(cfg: TrainConfig, model_cfg: ModelConfig, resume: dict | None):
+        """(tokenizer, Splits) from a text file or a prepared dataset directory."""
+        saved = tokenizer_from_dict(resume["tokenizer"]) if resume is not None else None
+        if is_prepared(cfg.data):
+            data = open_prepared(cfg.data)
+            if saved is not None and saved.chars != data.tokenizer.chars:
+                raise LabError(f"the prepared dataset {cfg.data} has another vocabulary than the checkpoint")
+            if len(data.train) < 3:
+                raise LabError(f"the prepared dataset {cfg.data} has fewer than 3 training tokens")
+            window = min(model_cfg.context_length, len(data.train) - 1)
+            return data.tokenizer, Splits(train=data.train, val=data.val, window=window)
+        text = read_text(cfg.data)
+        tokenizer = saved or CharTokenizer.from_text(text)
+        unseen = tokenizer.unknown(text)
+        if unseen:
+            shown = " ".join(repr(c) for c in unseen[:10])
+            raise LabError(
+                f"{cfg.data} has {len(unseen)} character(s) the checkpoint's vocabulary lacks: "
+                f"{shown}; a resumed model cannot learn new characters"
+            )
+        return tokenizer, split_tokens(tokenizer.encode(text), cfg.val_fraction, model_cfg.context_length)
 
     def _wrap_for_training(self):
         """The module the training step calls: compiled and/or DistributedDataParallel around the model."""
@@ -217,6 +232,7 @@ class Trainer:
             f"{cfg.steps_per_epoch} steps of {self.tokens_per_step // splits.window} x {splits.window} tokens each"
         )
         self.log(f"checkpoints -> {self.out_dir}/   experiment log -> {self.run_dir}/")
+        self.val_tokens = self._val_tokens()
         self.train_time, self.session_tokens = 0.0, 0  # this process only, for tokens/s
         self.last_val, self.last_train = math.nan, math.nan
         model.train()
@@ -237,6 +253,14 @@ class Trainer:
             run_dir=self.run_dir,
             out_dir=self.out_dir,
         )
+
+    def _val_tokens(self) -> torch.Tensor:
+        """The validation tokens scored each epoch: the whole split, or its first eval_tokens if that is set."""
+        val, cap = self.splits.val, self.cfg.eval_tokens
+        if cap and len(val) > cap:
+            self.log(f"note: scoring the first {cap:,} of {len(val):,} validation tokens each epoch (--eval_tokens)")
+            val = val[:cap]
+        return val if isinstance(val, torch.Tensor) else torch.from_numpy(np.asarray(val, dtype=np.int64))
 
     @property
     def tokens_per_step(self) -> int:
@@ -307,7 +331,7 @@ class Trainer:
         self.last_train, self.epoch_loss_sum = self.epoch_loss_sum / spe, 0.0
         self.last_val = math.nan  # only rank 0 evaluates: the other ranks' copies are identical
         if self.dist.is_main:
-            self.last_val = evaluate_loss(self.model, splits.val, splits.window, cfg.batch_size, self.device)
+            self.last_val = evaluate_loss(self.model, self.val_tokens, splits.window, cfg.batch_size, self.device)
         self.model.train()
         score = self.last_train if math.isnan(self.last_val) else self.last_val
         is_best = score < self.best_val
