@@ -88,3 +88,32 @@ def windows(data, starts: torch.Tensor, window: int):
 def get_batch(data, batch_size: int, window: int, generator: torch.Generator):
     """``batch_size`` random windows: (x, y), (B, T) each."""
     return windows(data, draw_starts(len(data), batch_size, window, generator), window)
+
+
+def load_training_data(path: str, val_fraction: float, context_length: int, tokenizer=None):
+    """(tokenizer, Splits) from a text file or a directory made by ``prepare``.
+
+    Without a ``tokenizer`` the vocabulary is built from the text; with one (a resumed run), the
+    data must not hold characters it lacks.
+    """
+    from minilab.prepare import is_prepared, open_prepared
+    from minilab.tokenizer import CharTokenizer
+
+    if is_prepared(path):
+        data = open_prepared(path)
+        if tokenizer is not None and tokenizer.chars != data.tokenizer.chars:
+            raise LabError(f"the prepared dataset {path} has another vocabulary than the checkpoint")
+        if len(data.train) < 3:
+            raise LabError(f"the prepared dataset {path} has fewer than 3 training tokens")
+        window = min(context_length, len(data.train) - 1)
+        return data.tokenizer, Splits(train=data.train, val=data.val, window=window)
+    text = read_text(path)
+    tokenizer = tokenizer or CharTokenizer.from_text(text)
+    unseen = tokenizer.unknown(text)
+    if unseen:
+        shown = " ".join(repr(c) for c in unseen[:10])
+        raise LabError(
+            f"{path} has {len(unseen)} character(s) the checkpoint's vocabulary lacks: {shown}; "
+            f"a resumed model cannot learn new characters"
+        )
+    return tokenizer, split_tokens(tokenizer.encode(text), val_fraction, context_length)

@@ -25,20 +25,18 @@ import torch
 from tqdm.auto import tqdm
 
 from minilab import distributed
-from minilab.checkpoint import save_checkpoint
 from minilab.config import ModelConfig, TrainConfig
-from minilab.data import Splits, draw_starts, read_text, split_tokens, windows
+from minilab.data import draw_starts, load_training_data, windows
 from minilab.device import resolve_device
 from minilab.errors import LabError
 from minilab.evaluate import evaluate_loss
 from minilab.flops import flops_per_token, measured_peak_flops
-from minilab.generate import generate
 from minilab.model import GPT
 from minilab.optim import lr_at, make_optimizer
-from minilab.prepare import is_prepared, open_prepared
+from minilab.runfiles import RunFiles
 from minilab.runlog import RunLog, new_run_name
 from minilab.stopping import EXIT_CODES, StopSignals, TrainingInterrupted
-from minilab.tokenizer import CharTokenizer, tokenizer_from_dict
+from minilab.tokenizer import tokenizer_from_dict
 
 MIN_STEPS_PER_EPOCH = 50
 DEFAULT_BATCH_SIZE = 32
@@ -79,7 +77,7 @@ class TrainResult:
     out_dir: Path
 
 
-class Trainer:
+class Trainer(RunFiles):
     """One training run. Everything is checked in ``__init__`` before any file is written."""
 
     def __init__(
@@ -101,7 +99,10 @@ class Trainer:
                 raise LabError(f"{flag} {str(d)!r} is a file, not a directory")
         if resume is not None:
             model_cfg = ModelConfig.from_dict(resume["model_config"])
-        self.tokenizer, self.splits = self._load_data(cfg, model_cfg or ModelConfig(), resume)
+        saved = tokenizer_from_dict(resume["tokenizer"]) if resume is not None else None
+        self.tokenizer, self.splits = load_training_data(
+            cfg.data, cfg.val_fraction, (model_cfg or ModelConfig()).context_length, saved
+        )
         if resume is None:
             model_cfg = replace(model_cfg or ModelConfig(), vocab_size=self.tokenizer.vocab_size)
         window = self.splits.window
@@ -143,29 +144,6 @@ class Trainer:
                 f"the checkpoint is already at epoch {self.epoch}; ask for --epochs above {self.epoch} to train further"
             )
         self.out_dir = out_dir
-
-    @staticmethod
-    def _load_data(cfg: TrainConfig, model_cfg: ModelConfig, resume: dict | None):
-        """(tokenizer, Splits) from a text file or a prepared dataset directory."""
-        saved = tokenizer_from_dict(resume["tokenizer"]) if resume is not None else None
-        if is_prepared(cfg.data):
-            data = open_prepared(cfg.data)
-            if saved is not None and saved.chars != data.tokenizer.chars:
-                raise LabError(f"the prepared dataset {cfg.data} has another vocabulary than the checkpoint")
-            if len(data.train) < 3:
-                raise LabError(f"the prepared dataset {cfg.data} has fewer than 3 training tokens")
-            window = min(model_cfg.context_length, len(data.train) - 1)
-            return data.tokenizer, Splits(train=data.train, val=data.val, window=window)
-        text = read_text(cfg.data)
-        tokenizer = saved or CharTokenizer.from_text(text)
-        unseen = tokenizer.unknown(text)
-        if unseen:
-            shown = " ".join(repr(c) for c in unseen[:10])
-            raise LabError(
-                f"{cfg.data} has {len(unseen)} character(s) the checkpoint's vocabulary lacks: "
-                f"{shown}; a resumed model cannot learn new characters"
-            )
-        return tokenizer, split_tokens(tokenizer.encode(text), cfg.val_fraction, model_cfg.context_length)
 
     def _wrap_for_training(self):
         """The module the training step calls: compiled and/or DistributedDataParallel around the model."""
@@ -404,92 +382,6 @@ class Trainer:
 
     def _wall(self) -> float:
         return self.prior_wall + time.perf_counter() - self.t0
-
-    # ---------------------------------------------------------------- files
-
-    def checkpoint_payload(self) -> dict:
-        """Everything needed to rebuild the model and continue training exactly where it stopped."""
-        return {
-            "model_state": self.model.state_dict(),
-            "model_config": self.model_cfg.to_dict(),
-            "tokenizer": self.tokenizer.to_dict(),
-            "optimizer_state": self.optimizer.state_dict(),
-            "scheduler": {
-                "kind": "warmup_cosine",
-                "step": self.step,
-                "total_steps": self.cfg.epochs * self.cfg.steps_per_epoch,
-                "warmup_steps": self.cfg.warmup_steps,
-                "lr": self.cfg.lr,
-                "min_lr": self.cfg.lr * self.cfg.min_lr_ratio,
-            },
-            "epoch": self.epoch,
-            "step": self.step,
-            "epoch_loss_sum": self.epoch_loss_sum,
-            "best_val_loss": self.best_val,
-            "train_args": self.cfg.to_dict(),
-            "rng": {
-                "torch": torch.get_rng_state(),
-                "batch": self.batch_gen.get_state(),
-                "cuda": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
-            },
-            "run": {"name": self.run_name, "wall_time": self._wall(), "tokens_seen": self.tokens_seen},
-        }
-
-    def _save(self, names: list[str]) -> None:
-        """Write the current state to each of ``names`` in the checkpoint directory (atomically)."""
-        self._write(lambda: save_checkpoint([self.out_dir / name for name in names], self.checkpoint_payload()))
-
-    def _write(self, fn) -> None:
-        """Run a file write (rank 0 only); a failure (disk full, permissions) stops training with a clear message."""
-        if not self.dist.is_main:
-            return
-        try:
-            fn()
-        except OSError as e:
-            where = f" {e.filename}" if e.filename else ""
-            raise LabError(
-                f"could not write{where}: {e.strerror or e}; training stopped at step {self.step}. "
-                f"Files already on disk are intact (every write is atomic)"
-            ) from None
-
-    def _prune_epoch_checkpoints(self) -> None:
-        """With --keep_last K, delete per-epoch checkpoints older than the newest K (best and latest stay)."""
-        if self.cfg.keep_last:
-            for old in range(1, self.epoch - self.cfg.keep_last + 1):
-                (self.out_dir / f"checkpoint_epoch_{old}.pt").unlink(missing_ok=True)
-
-    def _write_epoch_logs(self, train_loss: float, val_loss: float) -> None:
-        cfg, log = self.cfg, self.runlog
-        if cfg.sample_length:
-            log.add_sample(self.epoch, self.step, self.sample(cfg.sample_length, seed=cfg.seed + self.epoch))
-        log.plot(f"{self.run_name}: {self.model.num_params() / 1e6:.2f}M parameters")
-        finite = lambda v: None if not math.isfinite(v) else v  # noqa: E731  (JSON has no inf/nan)
-        log.write_json(
-            "summary.json",
-            {
-                "run": self.run_name,
-                "epochs": self.epoch,
-                "steps": self.step,
-                "parameters": self.model.num_params(),
-                "best_val_loss": finite(self.best_val),
-                "final_train_loss": finite(train_loss),
-                "final_val_loss": finite(val_loss),
-                "tokens_seen": self.tokens_seen,
-                "wall_time_sec": round(self._wall(), 3),
-                "tokens_per_sec": round(self._tokens_per_sec(), 1),
-                "device": str(self.device),
-                "checkpoint_dir": str(self.out_dir),
-            },
-        )
-
-    def sample(self, length: int, seed: int, temperature: float = 0.8) -> str:
-        """A short generation from a newline, with its own generator so training randomness is untouched."""
-        start = self.tokenizer.stoi.get("\n", 0)
-        idx = torch.tensor([[start]], device=self.device)
-        gen = torch.Generator(device=self.device).manual_seed(seed)
-        ids = [int(t) for t in generate(self.model, idx, length, temperature=temperature, generator=gen)]
-        self.model.train()
-        return self.tokenizer.decode(ids)
 
 
 def train(data: str, model_config: ModelConfig | None = None, **settings) -> TrainResult:

@@ -20,7 +20,7 @@ from minilab.train import Trainer, resume_configs
 from tests.conftest import EXAMPLE, ROOT, TINY_MODEL_FLAGS, tiny_model_config, tiny_train_config
 
 QUIET = dict(log=lambda *_: None, progress=False)
-train_module = importlib.import_module("minilab.train")  # the module; `minilab.train` is also a function
+files_module = importlib.import_module("minilab.runfiles")  # where checkpoints are written
 
 
 def _model_cfg():
@@ -74,7 +74,7 @@ def test_second_signal_stops_at_once():
     ],
 )
 def test_failed_write_stops_cleanly_and_keeps_earlier_checkpoints(tmp_path, monkeypatch, code, text):
-    real_save = train_module.save_checkpoint
+    real_save = files_module.save_checkpoint
     calls = []
 
     def save_until_disk_full(paths, payload):
@@ -83,7 +83,7 @@ def test_failed_write_stops_cleanly_and_keeps_earlier_checkpoints(tmp_path, monk
             raise OSError(code, text, str(paths[0]))
         real_save(paths, payload)
 
-    monkeypatch.setattr(train_module, "save_checkpoint", save_until_disk_full)
+    monkeypatch.setattr(files_module, "save_checkpoint", save_until_disk_full)
     ck = tmp_path / "checkpoints"
     with pytest.raises(LabError, match=f"could not write .*{text}; training stopped at step 10"):
         Trainer(tiny_train_config(tmp_path), _model_cfg(), **QUIET).fit()
@@ -99,9 +99,9 @@ def test_keep_last_prunes_only_old_epoch_files(tmp_path):
 
 def test_save_every_steps_writes_latest_mid_epoch(tmp_path, monkeypatch):
     saved = []
-    real_save = train_module.save_checkpoint
+    real_save = files_module.save_checkpoint
     monkeypatch.setattr(
-        train_module, "save_checkpoint", lambda p, d: (saved.append((d["step"], len(p))), real_save(p, d))
+        files_module, "save_checkpoint", lambda p, d: (saved.append((d["step"], len(p))), real_save(p, d))
     )
     Trainer(tiny_train_config(tmp_path, epochs=1, save_every_steps=2), _model_cfg(), **QUIET).fit()
     assert saved == [(2, 1), (4, 1), (5, 3)]  # mid-epoch: checkpoint.pt alone; epoch end: all three
