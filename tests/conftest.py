@@ -56,6 +56,20 @@ def snapshot(directory: Path) -> dict:
     return {p: p.read_bytes() for p in sorted(Path(directory).rglob("*")) if p.is_file()}
 
 
+def make_bad_inputs(d: Path) -> None:
+    """One file of every kind of bad input (and one good text), for the CLI tests and docs/errors.md."""
+    import shutil
+
+    shutil.copy(EXAMPLE, d / "ok.txt")
+    (d / "empty.txt").write_bytes(b"")
+    (d / "adir").mkdir()
+    (d / "binary.txt").write_bytes(b"\x00\x01\x02binary\x00")
+    (d / "latin1.txt").write_bytes("caf\xe9 au lait".encode("latin-1"))
+    (d / "blank.txt").write_text("  \n\t\n")
+    (d / "afile").write_text("I am a file")
+    (d / "unseen.txt").write_text("Zzz QQQ XX")
+
+
 @pytest.fixture(autouse=True)
 def _fixed_threads():
     torch.set_num_threads(min(2, os.cpu_count() or 1))

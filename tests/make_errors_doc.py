@@ -6,7 +6,6 @@ file), and the exact line the user sees is written into the catalogue.
 
 import contextlib
 import io
-import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -15,6 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from minilab.cli import main  # noqa: E402
+from tests.conftest import make_bad_inputs  # noqa: E402
 from tests.test_cli import BAD_GENERATE, BAD_OTHER, BAD_TRAIN, FAST  # noqa: E402
 
 EXTRA = [  # cases checked by other tests (crash safety, checkpoints), described here for completeness
@@ -70,14 +70,7 @@ def main_() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
-        shutil.copy(ROOT / "example_data" / "ai_intro.txt", d / "ok.txt")
-        (d / "empty.txt").write_bytes(b"")
-        (d / "adir").mkdir()
-        (d / "binary.txt").write_bytes(b"\x00\x01\x02binary\x00")
-        (d / "latin1.txt").write_bytes("caf\xe9 au lait".encode("latin-1"))
-        (d / "blank.txt").write_text("  \n\t\n")
-        (d / "afile").write_text("I am a file")
-        (d / "unseen.txt").write_text("Zzz QQQ XX")
+        make_bad_inputs(d)
         import os
 
         os.chdir(d)

@@ -6,7 +6,7 @@ import pytest
 
 from minilab.checkpoint import load_checkpoint
 from minilab.cli import main
-from tests.conftest import EXAMPLE, TINY_MODEL_FLAGS, run_cli, snapshot
+from tests.conftest import EXAMPLE, TINY_MODEL_FLAGS, make_bad_inputs, run_cli, snapshot
 
 FAST = [*TINY_MODEL_FLAGS, "--steps_per_epoch", "3", "--batch_size", "4", "--sample_length", "10", "--device", "cpu"]
 
@@ -215,14 +215,7 @@ BAD_OTHER = [
 def bad_inputs_dir(trained, tmp_path):
     """A working directory with a real run in it plus one file of every kind of bad input."""
     shutil.copytree(trained / "checkpoints", tmp_path / "checkpoints")
-    shutil.copy(EXAMPLE, tmp_path / "ok.txt")
-    (tmp_path / "empty.txt").write_bytes(b"")
-    (tmp_path / "adir").mkdir()
-    (tmp_path / "binary.txt").write_bytes(b"\x00\x01\x02binary\x00")
-    (tmp_path / "latin1.txt").write_bytes("caf\xe9 au lait".encode("latin-1"))
-    (tmp_path / "blank.txt").write_text("  \n\t\n")
-    (tmp_path / "afile").write_text("I am a file")
-    (tmp_path / "unseen.txt").write_text("Zzz QQQ XX")
+    make_bad_inputs(tmp_path)
     return tmp_path
 
 
