@@ -17,7 +17,8 @@ import torch
 
 from minilab.config import ModelConfig
 from minilab.device import resolve_device
-from minilab.generate import CachedDecoder, generate
+from minilab.fastdecode import FastDecoder
+from minilab.generate import generate
 from minilab.kvcache import KVCache
 from minilab.model import GPT
 
@@ -103,7 +104,7 @@ def main():
         from torch.profiler import profile
 
         with torch.inference_mode():
-            decoder = CachedDecoder(model, 1)
+            decoder = FastDecoder(model)
             logits = decoder.prefill(torch.zeros(1, 1, dtype=torch.long, device=device))
             for _ in range(20):
                 logits = decoder.step(logits.argmax(-1, keepdim=True))
