@@ -29,7 +29,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from minilab.kvcache import KVCache
+from minilab.kvcache import KVCache, default_keep, prefill
 
 SQRT_HALF = math.sqrt(0.5)
 
@@ -72,7 +72,7 @@ class FastDecoder:
         cfg = model.cfg
         self.model = model
         self.ctx = cfg.context_length
-        self.keep = keep if keep is not None else max(1, self.ctx - self.ctx // 4)
+        self.keep = keep if keep is not None else default_keep(self.ctx)
         if not 1 <= self.keep <= self.ctx:
             raise ValueError(f"keep must be in 1..{self.ctx}, got {self.keep}")
         C, self.nh = cfg.d_model, cfg.n_heads
@@ -89,6 +89,7 @@ class FastDecoder:
             self.pos, self.emb_scale = model.pos_table, model.emb_scale
         # Position p of layer l holds [q | k | v] of the token at p: (n_layers, ctx, 3C).
         self.rows = torch.zeros(cfg.n_layers, self.ctx, 3 * C, device=dev, dtype=dt)
+        self.staging = KVCache.for_model(model, 1)  # the model's own cache, for prefills
         self.views = [None] * self.ctx  # per position, the views a step needs (made on first use)
         self.length = 0
         self.window = torch.zeros(1, self.ctx, dtype=torch.long, device=dev)
@@ -110,15 +111,16 @@ class FastDecoder:
         """Start over from ``idx`` (1, T), keeping its last ``context_length`` tokens. Returns logits (1, V)."""
         idx = idx[:, -self.ctx :]
         T = idx.size(1)
-        cache = KVCache.for_model(self.model, 1)
-        logits, _ = self.model(idx, cache=cache)
+        cache = self.staging
+        cache.reset()
+        logits = prefill(self.model, idx, cache)
         # cache.k[l, 0] is (nh, T, hs); our row layout puts the heads side by side: (T, C).
         C = self.C
         self.rows[:, :T, C : 2 * C] = cache.k[:, 0, :, :T].transpose(1, 2).reshape(-1, T, C)
         self.rows[:, :T, 2 * C :] = cache.v[:, 0, :, :T].transpose(1, 2).reshape(-1, T, C)
         self.window[:, :T] = idx
         self.length = T
-        return logits[:, -1, :]
+        return logits
 
     def _views(self, n: int):
         """For position n and each layer: where q, k, v land, and the views of q, K^T and V."""

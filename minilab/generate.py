@@ -24,7 +24,7 @@ import torch
 
 from minilab.errors import LabError
 from minilab.fastdecode import FastDecoder
-from minilab.kvcache import KVCache
+from minilab.kvcache import KVCache, default_keep, prefill
 
 
 def check_sampling(temperature: float, top_k: int, top_p: float, max_new_tokens: int) -> None:
@@ -81,14 +81,17 @@ class CachedDecoder:
 
     The prompt is prefilled in one forward pass, then each new token costs one position. Absolute
     position encodings tie every cached key to its position, so the window cannot simply roll: when
-    the cache is full, the decoder keeps the last ``keep`` tokens (3/4 of the context by default)
-    and prefills them again at positions 0..keep-1, then goes on one token at a time.
+    the cache is full, the decoder keeps the last ``keep`` tokens (half the context by default)
+    and prefills them again at positions 0..keep-1, then goes on one token at a time. Keeping half
+    means a re-prefill (a forward pass over ``keep`` tokens) every ``context - keep`` new tokens:
+    keeping more gives each token more context after the first slide, at the price of longer and
+    more frequent re-prefills (keeping 3/4 costs about three times as much re-prefill time).
     """
 
     def __init__(self, model, batch_size: int, keep: int | None = None):
         self.model = model
         self.ctx = model.cfg.context_length
-        self.keep = keep if keep is not None else max(1, self.ctx - self.ctx // 4)
+        self.keep = keep if keep is not None else default_keep(self.ctx)
         if not 1 <= self.keep <= self.ctx:
             raise ValueError(f"keep must be in 1..{self.ctx}, got {self.keep}")
         self.cache = KVCache.for_model(model, batch_size)
@@ -103,8 +106,7 @@ class CachedDecoder:
         idx = idx[:, -self.ctx :]
         self.cache.reset()
         self.window[:, : idx.size(1)] = idx
-        logits, _ = self.model(idx, cache=self.cache)
-        return logits[:, -1, :]
+        return prefill(self.model, idx, self.cache)
 
     def step(self, next_id: torch.Tensor) -> torch.Tensor:
         """Append one token per sequence (B, 1) and return the logits that follow it (B, V)."""

@@ -9,6 +9,15 @@ size, and filled in place: no tensor grows token by token.
 import torch
 
 
+def default_keep(context_length: int) -> int:
+    """Tokens a decoder keeps when its full cache slides: half the context (rounded up).
+
+    llama.cpp's context shift makes the same choice: a re-prefill every half window costs a
+    third of what keeping 3/4 (a longer prefill, twice as often) would.
+    """
+    return context_length - context_length // 2
+
+
 class KVCache:
     """Keys and values of every layer: (n_layers, B, n_heads, max_len, head_dim) each, ``length`` filled."""
 
@@ -53,3 +62,17 @@ class KVCache:
     @property
     def nbytes(self) -> int:
         return self.k.nbytes + self.v.nbytes
+
+
+def prefill(model, idx: torch.Tensor, cache: KVCache, chunk_tokens: int = 256) -> torch.Tensor:
+    """Run ``idx`` (B, T) through ``model`` into ``cache``, a few positions at a time; logits of the last.
+
+    A prompt of B x T tokens needs activations for all of them at once if it goes in one pass
+    (8 x 256 tokens: about 15 MB more than the cache itself). Chunks of at most ``chunk_tokens``
+    tokens (B x chunk) give the same keys, values and logits, each chunk attending over the
+    cached ones, with a fraction of that peak. Returns the logits after the last token (B, V).
+    """
+    step = max(1, chunk_tokens // idx.size(0))
+    for start in range(0, idx.size(1), step):
+        logits, _ = model(idx[:, start : start + step], cache=cache)
+    return logits[:, -1, :]

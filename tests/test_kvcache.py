@@ -6,7 +6,7 @@ import torch
 from minilab.config import ModelConfig
 from minilab.fastdecode import FastDecoder
 from minilab.generate import CachedDecoder, generate, sample_next
-from minilab.kvcache import KVCache
+from minilab.kvcache import KVCache, prefill
 from minilab.model import GPT
 from tests.conftest import tiny_model_config
 
@@ -124,7 +124,7 @@ def test_cache_is_allocated_once():
 def test_fast_decoder_allocates_once():
     model = _model("learned")
     decoder = FastDecoder(model)
-    buffers = (decoder.rows, decoder.x, decoder.y, decoder.h, decoder.g, decoder.logits)
+    buffers = (decoder.rows, decoder.staging.k, decoder.x, decoder.y, decoder.h, decoder.g, decoder.logits)
     ptrs = [b.data_ptr() for b in buffers]
     logits = decoder.prefill(torch.zeros(1, 3, dtype=torch.long))
     for _ in range(2 * model.cfg.context_length):
@@ -138,3 +138,15 @@ def test_cache_overflow_is_refused():
     model(torch.zeros(1, 16, dtype=torch.long), cache=cache)
     with pytest.raises(ValueError):
         model(torch.zeros(1, 1, dtype=torch.long), cache=cache)
+
+
+@torch.no_grad()
+def test_prefill_in_chunks_equals_one_pass():
+    model = _model("sinusoidal")
+    idx = torch.randint(0, 20, (3, model.cfg.context_length), generator=torch.Generator().manual_seed(6))
+    one, chunked = KVCache.for_model(model, 3), KVCache.for_model(model, 3)
+    full = prefill(model, idx, one, chunk_tokens=10**6)
+    parts = prefill(model, idx, chunked, chunk_tokens=3 * 5)  # chunks of 5 positions
+    assert one.length == chunked.length == idx.size(1)
+    assert (full - parts).abs().max() <= 1e-5
+    assert (one.k - chunked.k).abs().max() <= 1e-5 and (one.v - chunked.v).abs().max() <= 1e-5
