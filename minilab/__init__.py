@@ -8,6 +8,7 @@
 Importing the package does nothing but define things: no files, no devices, no randomness.
 """
 
+from minilab.bpe import BPETokenizer
 from minilab.checkpoint import load_checkpoint, load_model, save_checkpoint
 from minilab.config import ModelConfig, TrainConfig
 from minilab.errors import LabError
@@ -18,6 +19,7 @@ from minilab.tokenizer import CharTokenizer
 from minilab.train import Trainer, TrainResult, train
 
 __all__ = [
+    "BPETokenizer",
     "GPT",
     "CharTokenizer",
     "LabError",

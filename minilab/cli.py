@@ -11,6 +11,7 @@ from dataclasses import MISSING, fields
 
 from minilab.config import POS_ENCODINGS, ModelConfig, TrainConfig
 from minilab.errors import LabError
+from minilab.tokenizer import TOKENIZERS
 
 MODEL_FLAGS = ("context_length", "d_model", "n_heads", "n_layers", "d_ff", "dropout", "pos_encoding")
 
@@ -59,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     _flag(t, "out_dir", metavar="DIR", default=s, help="where checkpoints go (default checkpoints)")
     _flag(t, "experiments_dir", metavar="DIR", default=s, help="where run logs go (default experiments)")
     _flag(t, "run_name", default=s, help="name of this run's experiment folder (default: time and data name)")
-    _flag(t, "sample_length", type=int, default=s, help="characters sampled into samples.txt per epoch (200)")
+    _flag(t, "sample_length", type=int, default=s, help="tokens sampled into samples.txt per epoch (200)")
     _flag(t, "grad_accum", type=int, default=s, help="micro-batches per optimizer step (default 1)")
     _flag(t, "compile", action="store_true", default=s, help="torch.compile the model for training")
     _flag(t, "eval_tokens", type=int, default=s, help="validation tokens scored per epoch, 0 = all (1000000)")
@@ -72,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     _flag(t, "d_ff", type=int, default=s, help="feed-forward hidden width (default 1024)")
     _flag(t, "dropout", type=float, default=s, help="dropout rate (default 0.1)")
     _flag(t, "pos_encoding", choices=POS_ENCODINGS, default=s, help="position encoding (default sinusoidal)")
+    _flag(t, "tokenizer", choices=TOKENIZERS, default=s, help="char (default: one token per character) or bpe")
+    _flag(t, "vocab_size", type=int, default=s, help="with --tokenizer bpe: 256 bytes + merges to learn (default 512)")
 
     g = sub.add_parser("generate", help="generate text from a checkpoint", allow_abbrev=False)
     _flag(
@@ -131,6 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     _flag(p, "data", metavar="FILE", required=True, help="UTF-8 text file of any size")
     _flag(p, "out", metavar="DIR", required=True, help="directory for tokens.bin and meta.json")
     _flag(p, "val_fraction", type=float, default=0.1, help="share of the tokens held out (default 0.1)")
+    _flag(p, "tokenizer", choices=TOKENIZERS, default="char", help="char (default) or bpe: byte-level BPE")
+    _flag(p, "vocab_size", type=int, default=None, help="BPE: 256 bytes + merges to learn (default 512)")
 
     x = sub.add_parser("export", help="write weights (.safetensors), config and tokenizer (JSON)", allow_abbrev=False)
     _flag(x, "checkpoint", metavar="CKPT", required=True, help="checkpoint to export")
@@ -163,10 +168,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     text = read_text(args.data)
     model, tokenizer, ckpt = load_model(args.checkpoint, device)
     fraction = args.val_fraction or ((ckpt or {}).get("train_args") or {}).get("val_fraction") or 0.1
-    loss, positions = score_text(model, tokenizer, text, fraction, args.batch_size)
+    score = score_text(model, tokenizer, text, fraction, args.batch_size)
+    loss = score.loss
     print(
         f"loss {loss:.4f} nats/token | perplexity {math.exp(loss):.3f} | {loss / math.log(2):.4f} bits/token | "
-        f"{positions:,} positions scored (the last {fraction:g} of {args.data})"
+        f"{score.bits_per_byte:.4f} bits/byte | {score.positions:,} positions scored "
+        f"({score.n_bytes:,} bytes: the last {fraction:g} of {args.data})"
     )
     return 0
 
@@ -177,10 +184,11 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     from minilab.prepare import prepare_dataset
 
     t = time.perf_counter()
-    meta = prepare_dataset(args.data, args.out, args.val_fraction)
+    meta = prepare_dataset(args.data, args.out, args.val_fraction, tokenizer=args.tokenizer, vocab_size=args.vocab_size)
     took = time.perf_counter() - t
     print(
-        f"{args.out}: {meta['n_tokens']:,} tokens ({meta['dtype']}, vocabulary {len(meta['tokenizer']['chars'])}), "
+        f"{args.out}: {meta['n_tokens']:,} tokens ({meta['dtype']}, {meta['tokenizer']['type']} vocabulary "
+        f"{meta['vocab_size']}), "
         f"{meta['n_train']:,} train / {meta['n_val']:,} val, {meta['source_bytes'] / 1e6 / took:.0f} MB/s. "
         f"Train with: mini-transformer-lab train --data {args.out}"
     )
@@ -240,6 +248,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if any(not s for s in stop):
         raise LabError("--stop needs a non-empty string")
     prompt = read_text(args.prompt_file, "prompt file") if args.prompt_file is not None else (args.prompt or "")
+    if any("\ud800" <= c <= "\udfff" for c in prompt):  # bytes that were not UTF-8 on the command line
+        raise LabError("--prompt holds bytes that are not UTF-8 text; give the prompt as UTF-8")
     device = resolve_device(args.device)
     model, tokenizer, _ = load_model(args.checkpoint, device)
     tokenizer.encode(prompt)  # unseen characters are an error before anything is printed

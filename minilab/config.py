@@ -8,6 +8,7 @@ import math
 from dataclasses import asdict, dataclass, fields
 
 from minilab.errors import LabError
+from minilab.tokenizer import check_tokenizer_settings
 
 POS_ENCODINGS = ("sinusoidal", "learned")
 
@@ -51,6 +52,8 @@ class TrainConfig:
     """How to train: data, length, batch, optimizer, schedule, evaluation and where files go."""
 
     data: str = ""  # path of the training text
+    tokenizer: str = "char"  # 'char' (one token per character) or 'bpe' (byte-level BPE, minilab/bpe.py)
+    vocab_size: int | None = None  # BPE only: tokens to learn, 256 bytes + merges (None = 512)
     epochs: int = 10  # train until this epoch number (on resume: the epoch to reach)
     batch_size: int = 0  # sequences per optimizer step; 0 = auto: 32, fewer for a text smaller than that
     steps_per_epoch: int = 0  # 0 = auto: enough batches to cover the training text once, at least 50
@@ -94,6 +97,7 @@ class TrainConfig:
         _check_float("beta2", self.beta2, low=0.0, high=1.0, high_open=True)
         _check_float("grad_clip", self.grad_clip, low=0.0, high=1e6)
         _check_float("val_fraction", self.val_fraction, low=0.0, high=0.5, high_open=True)
+        check_tokenizer_settings(self.tokenizer, self.vocab_size)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -90,25 +90,48 @@ def get_batch(data, batch_size: int, window: int, generator: torch.Generator):
     return windows(data, draw_starts(len(data), batch_size, window, generator), window)
 
 
-def load_training_data(path: str, val_fraction: float, context_length: int, tokenizer=None):
+def load_training_data(
+    path: str,
+    val_fraction: float,
+    context_length: int,
+    tokenizer=None,
+    kind: str = "char",
+    vocab_size: int | None = None,
+):
     """(tokenizer, Splits) from a text file or a directory made by ``prepare``.
 
-    Without a ``tokenizer`` the vocabulary is built from the text; with one (a resumed run), the
-    data must not hold characters it lacks.
+    Without a ``tokenizer`` one of ``kind`` ('char' or 'bpe', with ``vocab_size``) is built from the
+    text; a prepared dataset brings its own. With one (a resumed run), the data must fit it: the same
+    prepared vocabulary, or a text without characters it lacks (BPE never lacks any).
     """
+    from minilab.bpe import DEFAULT_VOCAB_SIZE
     from minilab.prepare import is_prepared, open_prepared
-    from minilab.tokenizer import CharTokenizer
+    from minilab.tokenizer import build_tokenizer
 
     if is_prepared(path):
         data = open_prepared(path)
-        if tokenizer is not None and tokenizer.chars != data.tokenizer.chars:
+        if tokenizer is not None and tokenizer.to_dict() != data.tokenizer.to_dict():
             raise LabError(f"the prepared dataset {path} has another vocabulary than the checkpoint")
+        asked_other_kind = kind != "char" and kind != data.tokenizer.kind  # 'char' is the default: not asked
+        if tokenizer is None and (asked_other_kind or vocab_size not in (None, data.tokenizer.vocab_size)):
+            raise LabError(
+                f"the prepared dataset {path} is already tokenized ({data.tokenizer.kind}, vocabulary "
+                f"{data.tokenizer.vocab_size}); drop --tokenizer/--vocab_size or prepare it again with them"
+            )
         if len(data.train) < 3:
             raise LabError(f"the prepared dataset {path} has fewer than 3 training tokens")
         window = min(context_length, len(data.train) - 1)
         return data.tokenizer, Splits(train=data.train, val=data.val, window=window)
     text = read_text(path)
-    tokenizer = tokenizer or CharTokenizer.from_text(text)
+    notes = []
+    if tokenizer is None:
+        tokenizer = build_tokenizer(kind, text, vocab_size)
+        asked = vocab_size or DEFAULT_VOCAB_SIZE
+        if kind == "bpe" and tokenizer.vocab_size < asked:
+            notes.append(
+                f"no pair of tokens occurs twice after {tokenizer.vocab_size - 256} merges; the BPE "
+                f"vocabulary has {tokenizer.vocab_size} tokens, not {asked} (a bigger text gives more)"
+            )
     unseen = tokenizer.unknown(text)
     if unseen:
         shown = " ".join(repr(c) for c in unseen[:10])
@@ -116,4 +139,6 @@ def load_training_data(path: str, val_fraction: float, context_length: int, toke
             f"{path} has {len(unseen)} character(s) the checkpoint's vocabulary lacks: {shown}; "
             f"a resumed model cannot learn new characters"
         )
-    return tokenizer, split_tokens(tokenizer.encode(text), val_fraction, context_length)
+    splits = split_tokens(tokenizer.encode(text), val_fraction, context_length)
+    splits.notes[:0] = notes
+    return tokenizer, splits

@@ -1,6 +1,7 @@
 """Scoring a model on held-out text: mean cross-entropy over every position, deterministically."""
 
 import math
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -44,13 +45,23 @@ def evaluate_loss(model, tokens: torch.Tensor, window: int, batch_size: int = 32
     return total / count
 
 
-def score_text(model, tokenizer, text: str, fraction: float = 0.1, batch_size: int = 32) -> tuple[float, int]:
-    """Loss over the last ``fraction`` of ``text`` (the validation split; 1 = all of it), in context windows.
+class Score(NamedTuple):
+    """What ``score_text`` measures."""
 
-    Returns (mean cross-entropy in nats per token, number of positions scored).
-    """
+    loss: float  # mean cross-entropy, nats per predicted token
+    positions: int  # tokens predicted
+    n_bytes: int  # UTF-8 bytes of the predicted tokens: per byte, tokenizers of any kind compare
+
+    @property
+    def bits_per_byte(self) -> float:
+        return self.loss * self.positions / math.log(2) / self.n_bytes
+
+
+def score_text(model, tokenizer, text: str, fraction: float = 0.1, batch_size: int = 32) -> Score:
+    """Loss over the last ``fraction`` of ``text``'s tokens (the validation split; 1 = all), in context windows."""
     ids = tokenizer.encode(text)
     if len(ids) < 2:
         raise LabError(f"the text has {len(ids)} token(s); at least 2 are needed to score a prediction")
-    tokens = torch.tensor(ids[len(ids) - max(2, int(len(ids) * fraction)) :], dtype=torch.long)
-    return evaluate_loss(model, tokens, model.cfg.context_length, batch_size), len(tokens) - 1
+    scored = ids[len(ids) - max(2, int(len(ids) * fraction)) :]
+    loss = evaluate_loss(model, torch.tensor(scored, dtype=torch.long), model.cfg.context_length, batch_size)
+    return Score(loss, len(scored) - 1, len(tokenizer.decode_bytes(scored[1:])))

@@ -34,8 +34,7 @@ def describe(model: GPT, tokenizer, ckpt: dict | None) -> str:
     lines.append(f"parameters: {total:,}")
     for label, n in parameters_by_component(model):
         lines.append(f"  {label}: {n:,} ({100 * n / total:.1f}%)")
-    shown = "".join(tokenizer.chars).encode("unicode_escape").decode("ascii")
-    lines.append(f"vocabulary: {tokenizer.vocab_size} {tokenizer.kind} tokens: {shown}")
+    lines.append(tokenizer.summary())  # char: the characters; BPE: the size and the first merges
     if ckpt is None:
         lines.append("training history: none (an exported model carries weights, config and tokenizer only)")
         return "\n".join(lines)

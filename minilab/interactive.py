@@ -23,7 +23,7 @@ def run_interactive(model, tokenizer, settings: dict, stop=(), stdin=None, stdou
     stdin, stdout, stderr = stdin or sys.stdin, stdout or sys.stdout, stderr or sys.stderr
     settings = dict(settings)
     tty = stdin.isatty()
-    print(f"interactive mode: the model knows {tokenizer.vocab_size} characters. {HELP}", file=stderr)
+    print(f"interactive mode: the model knows {tokenizer.vocab_size} {tokenizer.kind} tokens. {HELP}", file=stderr)
     while True:
         if tty:
             print("> ", end="", file=stderr, flush=True)
@@ -37,7 +37,7 @@ def run_interactive(model, tokenizer, settings: dict, stop=(), stdin=None, stdou
             continue
         prompt = line[1:] if line.startswith("//") else line
         try:
-            tokenizer.encode(prompt)  # unseen characters: say so before printing anything
+            tokenizer.encode(prompt)  # unseen characters (char tokenizer): say so before printing anything
             print(prompt, end="", file=stdout, flush=True)
             for piece in stream_text(model, tokenizer, prompt, stop=stop, **settings):
                 print(piece, end="", file=stdout, flush=True)

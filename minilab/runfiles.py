@@ -11,6 +11,8 @@ import torch
 from minilab.checkpoint import save_checkpoint
 from minilab.errors import LabError
 from minilab.generate import generate
+from minilab.tokenizer import start_ids
+from minilab.utf8 import generated_text
 
 
 class RunFiles:
@@ -93,9 +95,8 @@ class RunFiles:
 
     def sample(self, length: int, seed: int, temperature: float = 0.8) -> str:
         """A short generation from a newline, with its own generator so training randomness is untouched."""
-        start = self.tokenizer.stoi.get("\n", 0)
-        idx = torch.tensor([[start]], device=self.device)
+        idx = torch.tensor([start_ids(self.tokenizer)], device=self.device)
         gen = torch.Generator(device=self.device).manual_seed(seed)
         ids = [int(t) for t in generate(self.model, idx, length, temperature=temperature, generator=gen)]
         self.model.train()
-        return self.tokenizer.decode(ids)
+        return generated_text(self.tokenizer, ids)  # valid text, whatever bytes an early model emits

@@ -1,5 +1,9 @@
 """Text in, text out: the tokenizer and the generation engine joined, for the CLI and notebooks.
 
+Token ids become text through a ``StreamDecoder`` (minilab/utf8.py): with BPE one character can
+be split over two tokens, so bytes of an unfinished character wait for the next token, and no
+printed piece ever holds half a character. At the end whatever bytes are left are flushed.
+
 Stop strings are handled here, on text: generation of a sequence ends at the first stop string,
 which is not included in the result. While streaming, the last few characters are held back until
 it is certain they do not begin a stop string, so nothing after a stop is ever printed.
@@ -10,13 +14,15 @@ from collections.abc import Iterator
 import torch
 
 from minilab.generate import check_sampling, generate
+from minilab.tokenizer import start_ids
+from minilab.utf8 import StreamDecoder
 
 
 def prompt_ids(tokenizer, prompt: str) -> list[int]:
     """Encode a prompt; an empty prompt starts from a newline (or the first token if there is none)."""
     if prompt:
         return tokenizer.encode(prompt)
-    return [tokenizer.stoi.get("\n", 0)]
+    return start_ids(tokenizer)
 
 
 def _generator(device, seed: int | None) -> torch.Generator:
@@ -56,8 +62,10 @@ def stream_text(
     stop = [s for s in stop if s]
     hold = max((len(s) for s in stop), default=1) - 1  # characters that might start a stop string
     text, sent = "", 0
-    for next_id in _token_stream(model, tokenizer, prompt, 1, max_new_tokens, temperature, top_k, top_p, seed):
-        text += tokenizer.decode(next_id[0].tolist())
+    decoder = StreamDecoder(tokenizer)
+    tokens = _token_stream(model, tokenizer, prompt, 1, max_new_tokens, temperature, top_k, top_p, seed)
+    for next_id in tokens:
+        text += decoder.feed(next_id[0].tolist())
         cut = _find_stop(text, stop)
         if cut >= 0:
             if cut > sent:
@@ -66,8 +74,11 @@ def stream_text(
         if len(text) - hold > sent:
             yield text[sent : len(text) - hold]
             sent = len(text) - hold
-    if len(text) > sent:
-        yield text[sent:]
+    text += decoder.flush()
+    cut = _find_stop(text, stop)
+    end = cut if cut >= 0 else len(text)
+    if end > sent:
+        yield text[sent:end]
 
 
 def generate_texts(
@@ -85,18 +96,28 @@ def generate_texts(
     """``num_samples`` continuations of ``prompt``, generated as one batch; each ends at its first stop string."""
     stop = [s for s in stop if s]
     texts, done = [""] * num_samples, [False] * num_samples
+    decoders = [StreamDecoder(tokenizer) for _ in range(num_samples)]
     for next_ids in _token_stream(
         model, tokenizer, prompt, num_samples, max_new_tokens, temperature, top_k, top_p, seed
     ):
         for i, token in enumerate(next_ids[:, 0].tolist()):
             if not done[i]:
-                texts[i] += tokenizer.decode([token])
-                cut = _find_stop(texts[i], stop)
-                if cut >= 0:
-                    texts[i], done[i] = texts[i][:cut], True
+                done[i] = _extend(texts, i, decoders[i].feed([token]), stop)
         if all(done):
             break
+    for i in range(num_samples):
+        if not done[i]:
+            _extend(texts, i, decoders[i].flush(), stop)
     return texts
+
+
+def _extend(texts: list[str], i: int, piece: str, stop) -> bool:
+    """Append ``piece`` to sample i and cut it at a stop string; True if it has ended."""
+    texts[i] += piece
+    cut = _find_stop(texts[i], stop)
+    if cut >= 0:
+        texts[i] = texts[i][:cut]
+    return cut >= 0
 
 
 def generate_text(model, tokenizer, prompt: str, **kwargs) -> str:

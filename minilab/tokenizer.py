@@ -1,10 +1,16 @@
-"""Character-level tokenizer: every distinct character of the training text is one token.
+"""Tokenizers: characters (the default) or byte-level BPE (minilab/bpe.py), and how to choose one.
 
-The vocabulary is a sorted list of characters, saved as JSON-ready data (never pickle), so a
-checkpoint carries the exact mapping its model was trained with.
+The character tokenizer's vocabulary is a sorted list of characters. Both tokenizers save as
+JSON-ready data (never pickle), so a checkpoint carries the exact mapping its model was trained with,
+and both offer the same methods: ``encode``, ``decode``, ``decode_bytes`` (for streaming, see
+minilab/utf8.py), ``unknown``, ``summary``, ``to_dict``/``from_dict``.
 """
 
+from minilab.bpe import DEFAULT_VOCAB_SIZE, BPETokenizer, check_vocab_size
 from minilab.errors import LabError
+from minilab.utf8 import encode_utf8
+
+TOKENIZERS = ("char", "bpe")
 
 
 class CharTokenizer:
@@ -48,6 +54,15 @@ class CharTokenizer:
         """Token ids back to text."""
         return "".join(self.chars[int(i)] for i in ids)
 
+    def decode_bytes(self, ids) -> bytes:
+        """Token ids to UTF-8 bytes (what streaming decodes; see minilab/utf8.py)."""
+        return encode_utf8(self.decode(ids))
+
+    def summary(self) -> str:
+        """The vocabulary in one line, unprintable characters escaped."""
+        shown = "".join(self.chars).encode("unicode_escape").decode("ascii")
+        return f"vocabulary: {self.vocab_size} char tokens: {shown}"
+
     def to_dict(self) -> dict:
         return {"type": self.kind, "chars": self.chars}
 
@@ -58,9 +73,41 @@ class CharTokenizer:
         return cls(d["chars"])
 
 
-def tokenizer_from_dict(d: dict) -> CharTokenizer:
-    """Rebuild whichever tokenizer a checkpoint holds."""
+Tokenizer = CharTokenizer | BPETokenizer
+
+
+def tokenizer_from_dict(d: dict) -> Tokenizer:
+    """Rebuild whichever tokenizer a checkpoint, export or prepared dataset holds."""
     kind = d.get("type") if isinstance(d, dict) else None
     if kind == CharTokenizer.kind:
         return CharTokenizer.from_dict(d)
+    if kind == BPETokenizer.kind:
+        return BPETokenizer.from_dict(d)
     raise LabError(f"unknown tokenizer type {kind!r} in checkpoint")
+
+
+def check_tokenizer_settings(kind: str, vocab_size: int | None) -> None:
+    """``--tokenizer`` must be known; ``--vocab_size`` belongs to BPE (a char vocabulary is the text's characters)."""
+    if kind not in TOKENIZERS:
+        raise LabError(f"tokenizer {kind!r}: choose one of {', '.join(TOKENIZERS)}")
+    if vocab_size is None:
+        return
+    if kind == "char":
+        raise LabError(
+            "--vocab_size is for --tokenizer bpe (a char tokenizer's vocabulary is the characters of the text); "
+            "add --tokenizer bpe or drop --vocab_size"
+        )
+    check_vocab_size(vocab_size)
+
+
+def build_tokenizer(kind: str, text: str, vocab_size: int | None = None) -> Tokenizer:
+    """A new tokenizer for ``text``: its characters, or BPE merges learned from it (default 512 tokens)."""
+    check_tokenizer_settings(kind, vocab_size)
+    if kind == "bpe":
+        return BPETokenizer.train(text, vocab_size or DEFAULT_VOCAB_SIZE)
+    return CharTokenizer.from_text(text)
+
+
+def start_ids(tokenizer: Tokenizer) -> list[int]:
+    """Where an empty prompt starts: a newline (BPE always has one: byte 10), else token 0."""
+    return [0] if tokenizer.unknown("\n") else tokenizer.encode("\n")

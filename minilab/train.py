@@ -59,6 +59,18 @@ def resume_configs(ckpt: dict, train_flags: dict, model_flags: dict) -> tuple[Tr
         if value != saved:
             raise LabError(f"--{key} {value} contradicts the checkpoint, which has {key} = {saved}")
     saved_args = dict(ckpt.get("train_args") or {})
+    # The tokenizer comes from the checkpoint; asking for another one cannot be honoured.
+    saved_tok = tokenizer_from_dict(ckpt["tokenizer"])
+    bpe = saved_tok.kind == "bpe"
+    saved_size = saved_args.get("vocab_size") if bpe else None  # the size asked for (BPE may have made fewer)
+    allowed = {"tokenizer": (saved_tok.kind,), "vocab_size": (saved_size, saved_tok.vocab_size) if bpe else (None,)}
+    for key, saved in allowed.items():
+        if key in train_flags and train_flags[key] not in saved:
+            raise LabError(
+                f"--{key} {train_flags[key]} contradicts the checkpoint, whose tokenizer is "
+                f"{saved_tok.kind} with {saved_tok.vocab_size} tokens (a resumed run keeps its tokenizer)"
+            )
+    saved_args.update(tokenizer=saved_tok.kind, vocab_size=saved_size)
     return TrainConfig.from_dict({**saved_args, **train_flags}), model_cfg
 
 
@@ -101,10 +113,18 @@ class Trainer(RunFiles):
             model_cfg = ModelConfig.from_dict(resume["model_config"])
         saved = tokenizer_from_dict(resume["tokenizer"]) if resume is not None else None
         self.tokenizer, self.splits = load_training_data(
-            cfg.data, cfg.val_fraction, (model_cfg or ModelConfig()).context_length, saved
+            cfg.data,
+            cfg.val_fraction,
+            (model_cfg or ModelConfig()).context_length,
+            saved,
+            cfg.tokenizer,
+            cfg.vocab_size,
         )
-        if resume is None:
+        if resume is None:  # the model's vocabulary is the tokenizer's
             model_cfg = replace(model_cfg or ModelConfig(), vocab_size=self.tokenizer.vocab_size)
+        # Record the tokenizer used (a prepared dataset brings its own): the size asked for, else the size made.
+        size = (cfg.vocab_size or self.tokenizer.vocab_size) if self.tokenizer.kind == "bpe" else None
+        cfg = replace(cfg, tokenizer=self.tokenizer.kind, vocab_size=size)
         window = self.splits.window
         batch_size = cfg.batch_size or auto_batch_size(len(self.splits.train), window)
         if batch_size != (cfg.batch_size or DEFAULT_BATCH_SIZE):

@@ -173,6 +173,14 @@ BAD_TRAIN = [
     (["--data", "ok.txt", "--resume", "checkpoint.pt", "--d_model", "64"], "contradicts the checkpoint"),
     (["--data", "ok.txt", "--resume", "checkpoint.pt", "--epochs", "1"], "already at epoch 1"),
     (["--data", "unseen.txt", "--resume", "checkpoint.pt", "--epochs", "3"], "vocabulary lacks"),
+    (["--data", "ok.txt", "--tokenizer", "wordpiece"], "invalid choice: 'wordpiece'"),
+    (["--data", "ok.txt", "--tokenizer", "bpe", "--vocab_size", "100"], "vocab_size must be between 256"),
+    (["--data", "ok.txt", "--tokenizer", "bpe", "--vocab-size", "99999999999"], "vocab_size must be between 256"),
+    (["--data", "ok.txt", "--vocab_size", "512"], "--vocab_size is for --tokenizer bpe"),
+    (
+        ["--data", "ok.txt", "--resume", "checkpoint.pt", "--tokenizer", "bpe", "--epochs", "3"],
+        "contradicts the checkpoint, whose tokenizer is char",
+    ),
 ]
 
 BAD_GENERATE = [
@@ -207,6 +215,13 @@ BAD_OTHER = [
     ("eval", ["--checkpoint", "checkpoint.pt", "--data", "ok.txt", "--batch_size", "0"], "--batch_size must be"),
     ("export", ["--checkpoint", "checkpoint.pt", "--out", "afile"], "is a file, not a directory"),
     ("export", ["--checkpoint", "empty.txt", "--out", "new_export"], "is empty"),
+    ("prepare", ["--data", "ok.txt", "--out", "new_prep", "--tokenizer", "bpe", "--vocab_size", "10"], "between 256"),
+    (
+        "prepare",
+        ["--data", "ok.txt", "--out", "new_prep", "--vocab_size", "512"],
+        "--vocab_size is for --tokenizer bpe",
+    ),
+    ("prepare", ["--data", "ok.txt", "--out", "new_prep", "--tokenizer", "unigram"], "invalid choice: 'unigram'"),
     ("frobnicate", [], "invalid choice: 'frobnicate'"),
 ]
 

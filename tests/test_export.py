@@ -74,8 +74,8 @@ def test_parameter_breakdown_adds_up(model_and_tok):
 def test_score_text_is_the_last_fraction_every_position(model_and_tok):
     model, tok = model_and_tok
     text = "the quick brown fox\n" * 10
-    loss, n = score_text(model, tok, text, fraction=0.5)
-    assert n == 99
+    loss, n, n_bytes = score_text(model, tok, text, fraction=0.5)
+    assert n == 99 and n_bytes == 99  # one byte per ASCII character
     ids = torch.tensor(tok.encode(text)[100:])
     assert loss == pytest.approx(evaluate_loss(model, ids, 16))
     # every position counted once: windows of 16 over 99 positions, computed by hand
