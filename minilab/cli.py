@@ -9,10 +9,10 @@ import os
 import sys
 from dataclasses import MISSING, fields
 
-from minilab.config import POS_ENCODINGS, ModelConfig, TrainConfig
+from minilab.config import MLPS, NORMS, POS_ENCODINGS, ModelConfig, TrainConfig
 from minilab.errors import LabError
 
-MODEL_FLAGS = ("context_length", "d_model", "n_heads", "n_layers", "d_ff", "dropout", "pos_encoding")
+MODEL_FLAGS = tuple(f.name for f in fields(ModelConfig) if f.name != "vocab_size")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -24,6 +24,15 @@ def _flag(parser, name: str, **kwargs) -> None:
     """Add ``--name`` and, if it has underscores, ``--name-with-dashes`` for the same setting."""
     names = [f"--{name}"] + ([f"--{name.replace('_', '-')}"] if "_" in name else [])
     parser.add_argument(*names, dest=name, **kwargs)
+
+
+def _switch(parser, name: str, help: str) -> None:
+    """An on/off setting: ``--name`` turns it on, ``--no_name`` off (each also with dashes)."""
+    dashed = name.replace("_", "-")
+    on = [f"--{name}"] + ([f"--{dashed}"] if dashed != name else [])
+    off = [f"--no_{name}", f"--no-{dashed}"]
+    parser.add_argument(*on, dest=name, action="store_const", const=True, default=argparse.SUPPRESS, help=help)
+    parser.add_argument(*off, dest=name, action="store_const", const=False, default=argparse.SUPPRESS)
 
 
 def _default(cls, name):
@@ -72,6 +81,19 @@ def build_parser() -> argparse.ArgumentParser:
     _flag(t, "d_ff", type=int, default=s, help="feed-forward hidden width (default 1024)")
     _flag(t, "dropout", type=float, default=s, help="dropout rate (default 0.1)")
     _flag(t, "pos_encoding", choices=POS_ENCODINGS, default=s, help="position encoding (default sinusoidal)")
+    _flag(t, "norm", choices=NORMS, default=s, help="normalisation in every block (default layernorm)")
+    _switch(t, "qk_norm", "normalise queries and keys per head before attention (default off)")
+    _flag(
+        t,
+        "mlp",
+        choices=MLPS,
+        default=s,
+        help="feed-forward activation (default gelu); swiglu uses a hidden width of 2/3 d_ff, "
+        "so the parameter count stays about the same",
+    )
+    _switch(t, "tie_embeddings", "share the token embedding with the output head (default on; --no_tie_embeddings)")
+    _switch(t, "bias", "biases in linear layers and layer norms (default on; --no_bias)")
+    _flag(t, "logit_softcap", type=float, default=s, metavar="C", help="logits = C tanh(logits / C), 0 = off (0)")
 
     g = sub.add_parser("generate", help="generate text from a checkpoint", allow_abbrev=False)
     _flag(

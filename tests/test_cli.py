@@ -136,6 +136,27 @@ def test_dashed_and_underscored_flags(tmp_path, monkeypatch, capsys):
     assert "--- sample 2 ---" in out
 
 
+def test_architecture_switches_from_the_command_line(tmp_path, monkeypatch, capsys):
+    shutil.copy(EXAMPLE, tmp_path / "t.txt")
+    switches = ["--pos-encoding", "rope", "--norm", "rmsnorm", "--qk_norm", "--mlp", "swiglu"]
+    switches += ["--no_tie_embeddings", "--no-bias", "--logit_softcap", "30"]
+    args = ["train", "--data", "t.txt", "--epochs", "1", *FAST, "--steps_per_epoch", "2", *switches]
+    code, out, err = cli(args, tmp_path, monkeypatch, capsys)
+    assert code == 0, err
+    cfg = load_checkpoint(tmp_path / "checkpoints" / "checkpoint.pt")["model_config"]
+    assert (cfg["pos_encoding"], cfg["norm"], cfg["qk_norm"], cfg["mlp"]) == ("rope", "rmsnorm", True, "swiglu")
+    assert (cfg["tie_embeddings"], cfg["bias"], cfg["logit_softcap"]) == (False, False, 30.0)
+    code, out, err = cli(
+        ["generate", "--checkpoint", "checkpoint.pt", "--max_new_tokens", "40", "--seed", "1"],
+        tmp_path,
+        monkeypatch,
+        capsys,
+    )
+    assert code == 0 and len(out) > 40, err
+    code, out, err = cli(["info", "--checkpoint", "checkpoint.pt"], tmp_path, monkeypatch, capsys)
+    assert code == 0 and "mlp: swiglu" in out and "tie_embeddings: False" in out, err
+
+
 def test_generate_is_reproducible_with_seed(trained, monkeypatch, capsys):
     args = ["generate", "--checkpoint", "checkpoint.pt", "--prompt", "The", "--max_new_tokens", "40", "--seed", "5"]
     a = cli(args, trained, monkeypatch, capsys)
@@ -166,6 +187,11 @@ BAD_TRAIN = [
     (["--data", "ok.txt", "--device", "tpu"], "choose one of auto"),
     (["--data", "ok.txt", "--out_dir", "afile"], "is a file, not a directory"),
     (["--data", "ok.txt", "--pos_encoding", "rotary"], "invalid choice"),
+    (["--data", "ok.txt", "--norm", "batchnorm"], "invalid choice: 'batchnorm'"),
+    (["--data", "ok.txt", "--mlp", "tanh"], "invalid choice: 'tanh'"),
+    (["--data", "ok.txt", "--logit_softcap", "-1"], "logit_softcap must be in"),
+    (["--data", "ok.txt", "--pos_encoding", "rope", "--d_model", "36", "--n_heads", "4"], "must be even"),
+    (["--data", "ok.txt", "--resume", "checkpoint.pt", "--no_bias"], "--bias False contradicts the checkpoint"),
     (["--data", "ok.txt", "--bogus", "1"], "unrecognized arguments: --bogus"),
     (["--epochs", "2"], "needs --data"),
     (["--data", "ok.txt", "--resume", "nothere.pt"], "looked for nothere.pt and checkpoints/nothere.pt"),

@@ -34,6 +34,19 @@ def test_export_round_trip_gives_identical_logits(tmp_path, model_and_tok):
     assert torch.equal(model(idx)[0], again(idx)[0])
 
 
+def test_export_round_trip_of_an_untied_modern_model(tmp_path):
+    torch.manual_seed(1)
+    tok = CharTokenizer.from_text("the quick brown fox\n")
+    cfg = tiny_model_config(vocab_size=tok.vocab_size, tie_embeddings=False, pos_encoding="rope", norm="rmsnorm")
+    model = GPT(cfg).eval()
+    export_model(model, tok, tmp_path / "m")
+    again, _, _ = load_model(tmp_path / "m")
+    assert again.lm_head.weight is not again.tok_emb.weight
+    assert torch.equal(again.lm_head.weight, model.lm_head.weight)
+    idx = torch.tensor([tok.encode("the fox")])
+    assert torch.equal(model(idx)[0], again(idx)[0])
+
+
 def test_export_refuses_to_overwrite_and_bad_dirs_are_named(tmp_path, model_and_tok):
     model, tok = model_and_tok
     export_model(model, tok, tmp_path / "e")
