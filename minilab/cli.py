@@ -9,7 +9,7 @@ import os
 import sys
 from dataclasses import MISSING, fields
 
-from minilab.config import MLPS, NORMS, POS_ENCODINGS, ModelConfig, TrainConfig
+from minilab.config import MLPS, NORMS, OPTIMIZERS, POS_ENCODINGS, SCHEDULES, ModelConfig, TrainConfig
 from minilab.errors import LabError
 
 MODEL_FLAGS = tuple(f.name for f in fields(ModelConfig) if f.name != "vocab_size")
@@ -74,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     _flag(t, "eval_tokens", type=int, default=s, help="validation tokens scored per epoch, 0 = all (1000000)")
     _flag(t, "save_every_steps", type=int, default=s, help="also save checkpoint.pt every N steps (default 0 = off)")
     _flag(t, "keep_last", type=int, default=s, help="keep only the newest K checkpoint_epoch_N.pt (default 0 = all)")
+    _flag(t, "optimizer", choices=OPTIMIZERS, default=s, help="adamw, or muon for the blocks' weight matrices (adamw)")
+    _flag(t, "schedule", choices=SCHEDULES, default=s, help="lr after warmup: cosine, wsd or constant (cosine)")
     _flag(t, "context_length", type=int, default=s, help="tokens the model attends over (default 256)")
     _flag(t, "d_model", type=int, default=s, help="model width (default 256)")
     _flag(t, "n_heads", type=int, default=s, help="attention heads (default 8)")

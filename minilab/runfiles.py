@@ -22,9 +22,10 @@ class RunFiles:
             "model_state": self.model.state_dict(),
             "model_config": self.model_cfg.to_dict(),
             "tokenizer": self.tokenizer.to_dict(),
-            "optimizer_state": self.optimizer.state_dict(),
+            "optimizer_state": self.optimizers[0].state_dict(),  # AdamW's, as in checkpoints before Muon
+            **({"muon_state": self.optimizers[1].state_dict()} if len(self.optimizers) > 1 else {}),
             "scheduler": {
-                "kind": "warmup_cosine",
+                "kind": f"warmup_{self.cfg.schedule}",
                 "step": self.step,
                 "total_steps": self.cfg.epochs * self.cfg.steps_per_epoch,
                 "warmup_steps": self.cfg.warmup_steps,

@@ -1,4 +1,4 @@
-"""The training loop: sample batches, forward, loss, backward, AdamW step, evaluate, checkpoint.
+"""The training loop: sample batches, forward, loss, backward, optimizer step, evaluate, checkpoint.
 
 What an epoch is: the text is not walked through in order. Each step draws ``batch_size`` random
 windows of ``context_length`` tokens from the training split, and an epoch is ``steps_per_epoch``
@@ -32,7 +32,7 @@ from minilab.errors import LabError
 from minilab.evaluate import evaluate_loss
 from minilab.flops import flops_per_token, measured_peak_flops
 from minilab.model import GPT
-from minilab.optim import lr_at, make_optimizer
+from minilab.optim import lr_at, make_optimizers
 from minilab.runfiles import RunFiles
 from minilab.runlog import RunLog, new_run_name
 from minilab.stopping import EXIT_CODES, StopSignals, TrainingInterrupted
@@ -59,6 +59,12 @@ def resume_configs(ckpt: dict, train_flags: dict, model_flags: dict) -> tuple[Tr
         if value != saved:
             raise LabError(f"--{key} {value} contradicts the checkpoint, which has {key} = {saved}")
     saved_args = dict(ckpt.get("train_args") or {})
+    saved_opt = saved_args.get("optimizer", "adamw")  # checkpoints from before --optimizer used AdamW
+    if train_flags.get("optimizer", saved_opt) != saved_opt:
+        raise LabError(
+            f"--optimizer {train_flags['optimizer']} contradicts the checkpoint, which was trained with {saved_opt} "
+            f"(its optimizer state cannot carry over)"
+        )
     return TrainConfig.from_dict({**saved_args, **train_flags}), model_cfg
 
 
@@ -123,7 +129,7 @@ class Trainer(RunFiles):
 
         torch.manual_seed(cfg.seed)  # the same initial weights on every rank
         self.model = GPT(model_cfg).to(self.device)
-        self.optimizer = make_optimizer(self.model, cfg, self.device)
+        self.optimizers = make_optimizers(self.model, cfg, self.device)  # [AdamW] or [AdamW, Muon]
         # The data order: every rank draws the same global batch and trains on its own slice of it,
         # so the run does not depend on how many processes share it. Saved for resume.
         self.batch_gen = torch.Generator().manual_seed(cfg.seed)
@@ -168,7 +174,9 @@ class Trainer(RunFiles):
     def _restore(self, ckpt: dict) -> None:
         try:
             self.model.load_state_dict(ckpt["model_state"])
-            self.optimizer.load_state_dict(ckpt["optimizer_state"])
+            self.optimizers[0].load_state_dict(ckpt["optimizer_state"])
+            if len(self.optimizers) > 1:
+                self.optimizers[1].load_state_dict(ckpt["muon_state"])
         except (RuntimeError, KeyError, ValueError) as e:
             raise LabError(
                 f"cannot resume: the checkpoint's state does not fit its config ({str(e).splitlines()[0][:160]})"
@@ -282,7 +290,7 @@ class Trainer(RunFiles):
                 bar.close()
                 self._interrupted(signals.requested)
             t = time.perf_counter()
-            lr = lr_at(self.step, total_steps, cfg.warmup_steps, cfg.lr, cfg.lr * cfg.min_lr_ratio)
+            lr = lr_at(self.step, total_steps, cfg.warmup_steps, cfg.lr, cfg.lr * cfg.min_lr_ratio, cfg.schedule)
             loss = self._train_step(lr)
             self.step += 1
             dt = time.perf_counter() - t
@@ -343,8 +351,9 @@ class Trainer(RunFiles):
     def _train_step(self, lr: float) -> float:
         """One optimizer step over grad_accum micro-batches on each rank; returns the mean loss of the step."""
         cfg, splits, world, rank = self.cfg, self.splits, self.dist.world_size, self.dist.rank
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
+        for opt in self.optimizers:
+            for group in opt.param_groups:
+                group["lr"] = lr
         B = cfg.batch_size
         # The whole step's windows are drawn at once, the same on every rank: micro-batch m of rank r
         # is slice m * world + r. So 1 process x grad_accum 4 sees what 4 processes x 1 would.
@@ -363,7 +372,8 @@ class Trainer(RunFiles):
                 self.scaler.scale(loss / cfg.grad_accum).backward()
             total += loss.detach()
         if self.scaler.is_enabled():
-            self.scaler.unscale_(self.optimizer)  # clip the true gradients, not the scaled ones
+            for opt in self.optimizers:
+                self.scaler.unscale_(opt)  # clip the true gradients, not the scaled ones
         if cfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
         value = distributed.mean_across_ranks(total.item() / cfg.grad_accum, self.dist, self.device)
@@ -372,9 +382,11 @@ class Trainer(RunFiles):
                 f"the loss became {value} at step {self.step + 1}; training stopped before that "
                 f"update (try a lower --lr than {cfg.lr:g})"
             )
-        self.scaler.step(self.optimizer)
+        for opt in self.optimizers:
+            self.scaler.step(opt)
         self.scaler.update()
-        self.optimizer.zero_grad(set_to_none=True)
+        for opt in self.optimizers:
+            opt.zero_grad(set_to_none=True)
         return value
 
     def _tokens_per_sec(self) -> float:

@@ -22,6 +22,43 @@ def test_lr_schedule_warmup_then_cosine():
     assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
     assert all(a >= b for a, b in zip(lrs[9:], lrs[10:]))
     assert lrs[-1] == pytest.approx(0.1, abs=1e-3)
+    # halfway through the decay: exactly between peak and floor
+    assert lr_at(55, 100, 10, 1.0, 0.1) == pytest.approx(0.55)
+
+
+def test_lr_schedule_wsd_and_constant():
+    wsd = [lr_at(s, 110, 10, 1.0, 0.1, "wsd") for s in range(111)]
+    assert wsd[0] == pytest.approx(0.1) and wsd[9] == pytest.approx(1.0)
+    assert wsd[10:91] == pytest.approx([1.0] * 81) and wsd[91] < 0.99  # stable for 80% of the steps after warmup
+    assert wsd[100] == pytest.approx(0.1 + 0.9 * 0.5)  # linear: half way down at 90%
+    assert wsd[110] == pytest.approx(0.1) and all(a > b for a, b in zip(wsd[90:], wsd[91:]))
+    const = [lr_at(s, 100, 10, 1.0, 0.1, "constant") for s in range(100)]
+    assert const[0] == pytest.approx(0.1) and const[10:] == pytest.approx([1.0] * 90)
+
+
+def test_lr_schedule_follows_progress_when_given():
+    """A time budget passes the share of the budget spent: the step count no longer matters."""
+    assert lr_at(50, 100, 10, 1.0, 0.0, "cosine", progress=0.0) == pytest.approx(1.0)
+    assert lr_at(3, 100, 10, 1.0, 0.0, "cosine", progress=0.9) == pytest.approx(0.4)  # still warming up
+    assert lr_at(500, 100, 10, 1.0, 0.0, "wsd", progress=0.9) == pytest.approx(0.5)
+    assert lr_at(500, 100, 10, 1.0, 0.0, "cosine", progress=1.7) == pytest.approx(0.0)
+
+
+def test_muon_takes_the_hidden_matrices_and_adamw_the_rest(tmp_path):
+    quiet = dict(log=lambda *_: None, progress=False)
+    trainer = Trainer(tiny_train_config(tmp_path, optimizer="muon"), _model_cfg(tie_embeddings=False), **quiet)
+    adamw, muon = trainer.optimizers
+    assert isinstance(adamw, torch.optim.AdamW) and isinstance(muon, torch.optim.Muon)
+    names = {id(p): n for n, p in trainer.model.named_parameters()}
+    in_muon = {names[id(p)] for g in muon.param_groups for p in g["params"]}
+    in_adamw = {names[id(p)] for g in adamw.param_groups for p in g["params"]}
+    assert in_muon == {
+        f"blocks.{i}.{m}.weight" for i in range(2) for m in ("attn.qkv", "attn.proj", "mlp.fc", "mlp.proj")
+    }
+    assert in_adamw == set(names.values()) - in_muon  # every parameter once, nothing twice
+    assert {"tok_emb.weight", "lm_head.weight", "ln_f.weight", "blocks.0.attn.qkv.bias"} <= in_adamw
+    result = trainer.fit()
+    assert math.isfinite(result.final_val_loss)
 
 
 def test_run_writes_checkpoints_and_experiment_files(tmp_path):
@@ -68,11 +105,11 @@ def test_loss_goes_down(tmp_path):
     assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"]) - 0.5
 
 
-@pytest.mark.parametrize("pos", ["sinusoidal", "learned"])
-def test_resume_gives_identical_weights(tmp_path, pos):
+@pytest.mark.parametrize(("pos", "optimizer"), [("sinusoidal", "adamw"), ("learned", "adamw"), ("rope", "muon")])
+def test_resume_gives_identical_weights(tmp_path, pos, optimizer):
     """2 epochs straight == resume from the epoch-1 checkpoint for the 2nd epoch (dropout on: RNG matters)."""
     quiet = dict(log=lambda *_: None, progress=False)
-    Trainer(tiny_train_config(tmp_path / "a"), _model_cfg(pos_encoding=pos), **quiet).fit()
+    Trainer(tiny_train_config(tmp_path / "a", optimizer=optimizer), _model_cfg(pos_encoding=pos), **quiet).fit()
     straight = load_checkpoint(tmp_path / "a" / "checkpoints" / "checkpoint.pt")
     mid = load_checkpoint(tmp_path / "a" / "checkpoints" / "checkpoint_epoch_1.pt")
     flags = {"out_dir": str(tmp_path / "b" / "checkpoints"), "experiments_dir": str(tmp_path / "b" / "exp")}
@@ -102,6 +139,8 @@ def test_resume_refuses_contradicting_architecture_and_finished_runs(tmp_path):
     ckpt = load_checkpoint(tmp_path / "checkpoints" / "checkpoint.pt")
     with pytest.raises(LabError, match="--d_model 64 contradicts the checkpoint"):
         resume_configs(ckpt, {}, {"d_model": 64})
+    with pytest.raises(LabError, match="--optimizer muon contradicts the checkpoint, which was trained with adamw"):
+        resume_configs(ckpt, {"optimizer": "muon"}, {})
     resume_configs(ckpt, {}, {"d_model": 32})  # agreeing is fine
     train_cfg, _ = resume_configs(ckpt, {"epochs": 1}, {})
     with pytest.raises(LabError, match="already at epoch 1"):
