@@ -76,6 +76,14 @@ def build_parser() -> argparse.ArgumentParser:
     _flag(t, "keep_last", type=int, default=s, help="keep only the newest K checkpoint_epoch_N.pt (default 0 = all)")
     _flag(t, "optimizer", choices=OPTIMIZERS, default=s, help="adamw, or muon for the blocks' weight matrices (adamw)")
     _flag(t, "schedule", choices=SCHEDULES, default=s, help="lr after warmup: cosine, wsd or constant (cosine)")
+    _flag(
+        t,
+        "time_budget",
+        type=float,
+        metavar="SECONDS",
+        default=s,
+        help="train for this much wall clock instead of --epochs, the lr schedule laid out over it (default 0 = off)",
+    )
     _flag(t, "context_length", type=int, default=s, help="tokens the model attends over (default 256)")
     _flag(t, "d_model", type=int, default=s, help="model width (default 256)")
     _flag(t, "n_heads", type=int, default=s, help="attention heads (default 8)")

@@ -35,6 +35,7 @@ class RunFiles:
             "epoch": self.epoch,
             "step": self.step,
             "epoch_loss_sum": self.epoch_loss_sum,
+            "epoch_steps": self.epoch_steps,
             "best_val_loss": self.best_val,
             "train_args": self.cfg.to_dict(),
             "rng": {

@@ -1,5 +1,6 @@
 """The command line as a user meets it: the seed's commands, and bad input of every kind."""
 
+import json
 import shutil
 
 import pytest
@@ -157,6 +158,16 @@ def test_architecture_switches_from_the_command_line(tmp_path, monkeypatch, caps
     assert code == 0 and "mlp: swiglu" in out and "tie_embeddings: False" in out, err
 
 
+def test_time_budget_from_the_command_line(tmp_path, monkeypatch, capsys):
+    shutil.copy(EXAMPLE, tmp_path / "t.txt")
+    args = ["train", "--data", "t.txt", *FAST, "--time_budget", "1.5", "--optimizer", "muon", "--schedule", "wsd"]
+    code, out, err = cli(args, tmp_path, monkeypatch, capsys)
+    assert code == 0, err
+    assert "for 1.5s of wall clock in all" in out and "done: best val loss" in out
+    summary = json.loads(next((tmp_path / "experiments").glob("*/summary.json")).read_text())
+    assert summary["steps"] > 0 and summary["wall_time_sec"] >= 1.5
+
+
 def test_generate_is_reproducible_with_seed(trained, monkeypatch, capsys):
     args = ["generate", "--checkpoint", "checkpoint.pt", "--prompt", "The", "--max_new_tokens", "40", "--seed", "5"]
     a = cli(args, trained, monkeypatch, capsys)
@@ -193,6 +204,8 @@ BAD_TRAIN = [
     (["--data", "ok.txt", "--pos_encoding", "rope", "--d_model", "36", "--n_heads", "4"], "must be even"),
     (["--data", "ok.txt", "--resume", "checkpoint.pt", "--no_bias"], "--bias False contradicts the checkpoint"),
     (["--data", "ok.txt", "--optimizer", "sgd"], "invalid choice: 'sgd'"),
+    (["--data", "ok.txt", "--time_budget", "-5"], "time_budget must be in"),
+    (["--data", "ok.txt", "--resume", "checkpoint.pt", "--time_budget", "0.001"], "ask for --time_budget above"),
     (["--data", "ok.txt", "--schedule", "linear"], "invalid choice: 'linear'"),
     (["--data", "ok.txt", "--resume", "checkpoint.pt", "--optimizer", "muon"], "trained with adamw"),
     (["--data", "ok.txt", "--bogus", "1"], "unrecognized arguments: --bogus"),

@@ -207,3 +207,41 @@ def test_compiled_training_saves_plain_weights(tmp_path):
     ckpt = load_checkpoint(tmp_path / "checkpoints" / "checkpoint.pt")
     assert not any(k.startswith("_orig_mod") for k in ckpt["model_state"])
     assert ckpt["train_args"]["compile"] is True
+
+
+def _clocked(trainer: Trainer, seconds_per_step: float = 1.0) -> Trainer:
+    """Replace the trainer's wall clock by one that advances exactly per step, so budgets are deterministic."""
+    trainer._wall = lambda: trainer.prior_wall + (trainer.step - trainer.start_step) * seconds_per_step
+    trainer.start_step = trainer.step
+    return trainer
+
+
+def test_time_budget_ends_the_run_mid_epoch_with_an_evaluation(tmp_path):
+    quiet = dict(log=lambda *_: None, progress=False)
+    cfg = tiny_train_config(tmp_path, time_budget=7.5, warmup_steps=2, epochs=1)  # epochs: no longer the limit
+    result = _clocked(Trainer(cfg, _model_cfg(), **quiet)).fit()
+    assert result.steps == 8 and result.epochs == 2  # 5 steps, then 3 of the next 5 when the budget runs out
+    rows = list(csv.DictReader(open(result.run_dir / "metrics.csv")))
+    assert [r["val_loss"] != "" for r in rows] == [False] * 4 + [True] + [False] * 2 + [True]
+    # The schedule runs over the budget: progress = seconds spent / budget, not steps / planned steps.
+    expected = [lr_at(s, 0, 2, 3e-3, 3e-4, "cosine", progress=s / 7.5) for s in range(8)]
+    assert [float(r["lr"]) for r in rows] == pytest.approx(expected, rel=1e-5)
+    ckpt = load_checkpoint(tmp_path / "checkpoints" / "checkpoint.pt")
+    assert ckpt["step"] == 8 and ckpt["epoch"] == 2 and ckpt["epoch_steps"] == 0
+    assert math.isfinite(result.final_val_loss) and (tmp_path / "checkpoints" / "checkpoint_epoch_2.pt").exists()
+    assert json.loads((result.run_dir / "summary.json").read_text())["steps"] == 8
+
+
+def test_time_budget_resume_continues_toward_a_larger_budget(tmp_path):
+    quiet = dict(log=lambda *_: None, progress=False)
+    _clocked(Trainer(tiny_train_config(tmp_path, time_budget=7.5, warmup_steps=2), _model_cfg(), **quiet)).fit()
+    ckpt = load_checkpoint(tmp_path / "checkpoints" / "checkpoint.pt")
+    assert ckpt["run"]["wall_time"] == 8.0
+    with pytest.raises(LabError, match="already trained for 8.0s; ask for --time_budget above 8"):
+        Trainer(resume_configs(ckpt, {}, {})[0], resume=ckpt, **quiet)
+    train_cfg, _ = resume_configs(ckpt, {"time_budget": 12.0}, {})
+    result = _clocked(Trainer(train_cfg, resume=ckpt, **quiet)).fit()
+    assert result.steps == 12 and result.epochs == 3  # a new epoch after the short one, cut at 12 s
+    rows = list(csv.DictReader(open(result.run_dir / "metrics.csv")))
+    assert [int(r["step"]) for r in rows] == list(range(1, 13))
+    assert float(rows[-1]["lr"]) == pytest.approx(lr_at(11, 0, 2, 3e-3, 3e-4, "cosine", progress=11 / 12))
