@@ -11,8 +11,7 @@ from dataclasses import MISSING, fields
 
 from minilab.config import MLPS, NORMS, OPTIMIZERS, POS_ENCODINGS, SCHEDULES, ModelConfig, TrainConfig
 from minilab.errors import LabError
-
-MODEL_FLAGS = tuple(f.name for f in fields(ModelConfig) if f.name != "vocab_size")
+from minilab.presets import PRESETS, resolve_settings
 
 
 class _Parser(argparse.ArgumentParser):
@@ -54,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = argparse.SUPPRESS
     _flag(t, "data", metavar="FILE", default=s, help="UTF-8 text file, or a directory made by `prepare` (required)")
     _flag(t, "resume", metavar="CKPT", default=s, help="continue training from this checkpoint")
+    _flag(t, "preset", choices=PRESETS, default=s, help="start from a named recipe (flags and --config override it)")
+    _flag(t, "config", metavar="FILE", default=s, help="settings from a .toml or .json file (flags override it)")
     _flag(t, "epochs", type=int, default=s, help="train until this epoch (default 10)")
     _flag(t, "batch_size", type=int, default=s, help="sequences per step (default 32; fewer for a tiny text)")
     _flag(t, "steps_per_epoch", type=int, default=s, help="steps per epoch (default: one pass over the text, >= 50)")
@@ -233,9 +234,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from minilab.checkpoint import load_checkpoint, resolve_checkpoint
     from minilab.train import Trainer, resume_configs
 
-    given = {k: v for k, v in vars(args).items() if k not in ("command", "resume")}
-    model_flags = {k: v for k, v in given.items() if k in MODEL_FLAGS}
-    train_flags = {k: v for k, v in given.items() if k not in MODEL_FLAGS}
+    given = {k: v for k, v in vars(args).items() if k not in ("command", "resume", "preset", "config")}
+    train_flags, model_flags = resolve_settings(given, getattr(args, "config", None), getattr(args, "preset", None))
     if "resume" in args:
         ckpt = load_checkpoint(resolve_checkpoint(args.resume))
         train_cfg, _ = resume_configs(ckpt, train_flags, model_flags)

@@ -68,6 +68,9 @@ def make_bad_inputs(d: Path) -> None:
     (d / "blank.txt").write_text("  \n\t\n")
     (d / "afile").write_text("I am a file")
     (d / "unseen.txt").write_text("Zzz QQQ XX")
+    (d / "typo.toml").write_text("lr = 0.001\nn_layer = 2\n")
+    (d / "wrongtype.toml").write_text('epochs = "ten"\n')
+    (d / "broken.toml").write_text("lr = \n")
 
 
 @pytest.fixture(autouse=True)
