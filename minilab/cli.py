@@ -165,6 +165,13 @@ def build_parser() -> argparse.ArgumentParser:
     _flag(p, "out", metavar="DIR", required=True, help="directory for tokens.bin and meta.json")
     _flag(p, "val_fraction", type=float, default=0.1, help="share of the tokens held out (default 0.1)")
 
+    a = sub.add_parser("attention", help="draw a model's attention weights on a prompt (PNG)", allow_abbrev=False)
+    _flag(a, "checkpoint", metavar="CKPT", required=True, help="checkpoint file or export directory")
+    _flag(a, "prompt", required=True, help="the text whose attention to draw (at most the model's context)")
+    _flag(a, "out", metavar="FILE.png", required=True, help="PNG to write (an existing PNG is replaced)")
+    _flag(a, "layer", type=int, default=None, help="with --head: one large map of this layer (from 0)")
+    _flag(a, "head", type=int, default=None, help="with --layer: the head to draw (from 0)")
+
     x = sub.add_parser("export", help="write weights (.safetensors), config and tokenizer (JSON)", allow_abbrev=False)
     _flag(x, "checkpoint", metavar="CKPT", required=True, help="checkpoint to export")
     _flag(x, "out", metavar="DIR", required=True, help="directory to write (must not hold an export already)")
@@ -200,6 +207,48 @@ def cmd_eval(args: argparse.Namespace) -> int:
     print(
         f"loss {loss:.4f} nats/token | perplexity {math.exp(loss):.3f} | {loss / math.log(2):.4f} bits/token | "
         f"{positions:,} positions scored (the last {fraction:g} of {args.data})"
+    )
+    return 0
+
+
+def cmd_attention(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import torch
+
+    from minilab.checkpoint import load_model
+    from minilab.viz import plot_attention, token_label
+
+    out = Path(args.out)
+    if out.suffix.lower() != ".png":
+        raise LabError(f"--out {args.out!r}: give a file name ending in .png")
+    if out.is_dir() or not out.parent.is_dir():
+        raise LabError(f"--out {args.out!r}: {'is a directory' if out.is_dir() else 'its directory does not exist'}")
+    if out.exists() and out.read_bytes()[:8] != b"\x89PNG\r\n\x1a\n":
+        raise LabError(f"--out {args.out!r} exists and is not a PNG; it is left alone (choose another name)")
+    if (args.layer is None) != (args.head is None):
+        raise LabError("give --layer and --head together (one map), or neither (every layer and head)")
+    if not args.prompt:
+        raise LabError("--prompt needs at least one character")
+    model, tokenizer, _ = load_model(args.checkpoint)
+    cfg = model.cfg
+    if args.layer is not None and not (0 <= args.layer < cfg.n_layers and 0 <= args.head < cfg.n_heads):
+        raise LabError(
+            f"--layer {args.layer} --head {args.head}: this model has layers 0..{cfg.n_layers - 1} "
+            f"and heads 0..{cfg.n_heads - 1}"
+        )
+    ids = tokenizer.encode(args.prompt)
+    if len(ids) > cfg.context_length:
+        raise LabError(f"the prompt is {len(ids)} tokens; this model attends over at most {cfg.context_length}")
+    maps = model.attention_maps(torch.tensor([ids]))  # n_layers x (1, n_heads, T, T), the explicit path
+    plot_attention(maps, [token_label(tokenizer.decode([i])) for i in ids], out, args.layer, args.head)
+    print(
+        f"wrote {out} ({len(ids)} tokens, "
+        + (
+            f"layer {args.layer} head {args.head})"
+            if args.layer is not None
+            else f"{cfg.n_layers} layers x {cfg.n_heads} heads)"
+        )
     )
     return 0
 
@@ -308,6 +357,7 @@ COMMANDS = {
     "eval": cmd_eval,
     "export": cmd_export,
     "prepare": cmd_prepare,
+    "attention": cmd_attention,
 }
 
 

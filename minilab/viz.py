@@ -1,4 +1,4 @@
-"""Plots: the loss curves of a run. matplotlib is imported lazily and draws off-screen (Agg)."""
+"""Plots: loss curves and attention maps. matplotlib is imported lazily and draws off-screen (Agg)."""
 
 from pathlib import Path
 
@@ -23,6 +23,55 @@ def plot_losses(rows: list[dict], path: str | Path, title: str = "") -> None:
     ax.grid(alpha=0.3)
     if train or val:
         ax.legend()
+    fig.tight_layout()
+    from minilab.checkpoint import atomic_write
+
+    atomic_write(path, lambda f: fig.savefig(f, format="png"))
+    plt.close(fig)
+
+
+def token_label(text: str) -> str:
+    """A token as an axis label: newlines and tabs escaped, a space made visible."""
+    return text.replace("\\", "\\\\").replace("\n", "\\n").replace("\t", "\\t").replace("\r", "\\r").replace(" ", "␣")
+
+
+def plot_attention(
+    maps: list, labels: list[str], path: str | Path, layer: int | None = None, head: int | None = None
+) -> None:
+    """Attention weights as heatmaps, one row per query token, one column per key token, into a PNG.
+
+    ``maps`` is ``GPT.attention_maps`` for one sequence: n_layers tensors of (1, n_heads, T, T).
+    With ``layer`` and ``head`` one large map; otherwise a grid of every layer (rows) x head (columns).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    T = len(labels)
+    if layer is not None:
+        cells = [(layer, head)]
+        rows, cols, size = 1, 1, max(5.0, 0.28 * T + 2)
+    else:
+        rows, cols = len(maps), maps[0].size(1)
+        cells = [(i, h) for i in range(rows) for h in range(cols)]
+        size = max(2.2, min(4.0, 0.12 * T + 1))
+    fig, axes = plt.subplots(rows, cols, figsize=(size * cols, size * rows), dpi=100, squeeze=False)
+    show_ticks = layer is not None or T <= 24
+    fontsize = 9 if layer is not None else max(4, 8 - T // 8)
+    for ax, (i, h) in zip(axes.flat, cells):
+        weights = maps[i][0, h].float().cpu().numpy()  # (T, T): row = query, column = key
+        ax.imshow(weights, cmap="viridis", vmin=0.0, vmax=1.0, interpolation="nearest")
+        ax.set_title(f"layer {i}, head {h}", fontsize=10 if layer is not None else 8)
+        if show_ticks:
+            ax.set_xticks(range(T), labels, rotation=90, fontsize=fontsize)
+            ax.set_yticks(range(T), labels, fontsize=fontsize)
+        else:
+            ax.set_xticks([])
+            ax.set_yticks([])
+    if layer is not None:
+        axes[0, 0].set_xlabel("key (the token looked at)")
+        axes[0, 0].set_ylabel("query (the token looking)")
     fig.tight_layout()
     from minilab.checkpoint import atomic_write
 

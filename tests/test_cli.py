@@ -255,6 +255,17 @@ BAD_OTHER = [
     ("eval", ["--checkpoint", "checkpoint.pt", "--data", "ok.txt", "--batch_size", "0"], "--batch_size must be"),
     ("export", ["--checkpoint", "checkpoint.pt", "--out", "afile"], "is a file, not a directory"),
     ("export", ["--checkpoint", "empty.txt", "--out", "new_export"], "is empty"),
+    ("attention", ["--checkpoint", "checkpoint.pt", "--prompt", "The", "--out", "a.jpg"], "ending in .png"),
+    ("attention", ["--checkpoint", "checkpoint.pt", "--prompt", "The", "--out", "nodir/a.png"], "does not exist"),
+    ("attention", ["--checkpoint", "checkpoint.pt", "--prompt", "The", "--out", "a.png", "--layer", "1"], "together"),
+    (
+        "attention",
+        ["--checkpoint", "checkpoint.pt", "--prompt", "The", "--out", "a.png", "--layer", "5", "--head", "0"],
+        "this model has layers 0..1 and heads 0..3",
+    ),
+    ("attention", ["--checkpoint", "checkpoint.pt", "--prompt", "", "--out", "a.png"], "at least one character"),
+    ("attention", ["--checkpoint", "checkpoint.pt", "--prompt", "Zed", "--out", "a.png"], "not in the model's vocab"),
+    ("attention", ["--checkpoint", "checkpoint.pt", "--prompt", "e" * 40, "--out", "a.png"], "attends over at most 32"),
     ("frobnicate", [], "invalid choice: 'frobnicate'"),
 ]
 
