@@ -172,6 +172,10 @@ def build_parser() -> argparse.ArgumentParser:
     _flag(a, "layer", type=int, default=None, help="with --head: one large map of this layer (from 0)")
     _flag(a, "head", type=int, default=None, help="with --layer: the head to draw (from 0)")
 
+    c = sub.add_parser("compare", help="compare training runs: settings, losses, speed (and a PNG)", allow_abbrev=False)
+    c.add_argument("runs", nargs="+", metavar="RUN_DIR", help="experiment folders of runs (globs allowed)")
+    _flag(c, "out", metavar="FILE.png", default=None, help="also draw val loss vs step and vs wall clock here")
+
     x = sub.add_parser("export", help="write weights (.safetensors), config and tokenizer (JSON)", allow_abbrev=False)
     _flag(x, "checkpoint", metavar="CKPT", required=True, help="checkpoint to export")
     _flag(x, "out", metavar="DIR", required=True, help="directory to write (must not hold an export already)")
@@ -212,20 +216,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_attention(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     import torch
 
     from minilab.checkpoint import load_model
-    from minilab.viz import plot_attention, token_label
+    from minilab.viz import check_png_path, plot_attention, token_label
 
-    out = Path(args.out)
-    if out.suffix.lower() != ".png":
-        raise LabError(f"--out {args.out!r}: give a file name ending in .png")
-    if out.is_dir() or not out.parent.is_dir():
-        raise LabError(f"--out {args.out!r}: {'is a directory' if out.is_dir() else 'its directory does not exist'}")
-    if out.exists() and out.read_bytes()[:8] != b"\x89PNG\r\n\x1a\n":
-        raise LabError(f"--out {args.out!r} exists and is not a PNG; it is left alone (choose another name)")
+    out = check_png_path(args.out)
     if (args.layer is None) != (args.head is None):
         raise LabError("give --layer and --head together (one map), or neither (every layer and head)")
     if not args.prompt:
@@ -250,6 +246,19 @@ def cmd_attention(args: argparse.Namespace) -> int:
             else f"{cfg.n_layers} layers x {cfg.n_heads} heads)"
         )
     )
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from minilab.compare import compare_table, expand, load_run
+    from minilab.viz import check_png_path, plot_comparison
+
+    out = check_png_path(args.out) if args.out is not None else None
+    runs = [load_run(p) for p in expand(args.runs)]
+    print(compare_table(runs))
+    if out is not None:
+        plot_comparison(runs, out)
+        print(f"wrote {out}")
     return 0
 
 
@@ -358,6 +367,7 @@ COMMANDS = {
     "export": cmd_export,
     "prepare": cmd_prepare,
     "attention": cmd_attention,
+    "compare": cmd_compare,
 }
 
 

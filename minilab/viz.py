@@ -77,3 +77,46 @@ def plot_attention(
 
     atomic_write(path, lambda f: fig.savefig(f, format="png"))
     plt.close(fig)
+
+
+def check_png_path(path: str | Path, flag: str = "--out") -> Path:
+    """An output path for a PNG: ends in .png, its directory exists, and it is not some other file."""
+    from minilab.errors import LabError
+
+    out = Path(path)
+    if out.suffix.lower() != ".png":
+        raise LabError(f"{flag} {str(path)!r}: give a file name ending in .png")
+    if out.is_dir():
+        raise LabError(f"{flag} {str(path)!r} is a directory")
+    if not out.parent.is_dir():
+        raise LabError(f"{flag} {str(path)!r}: its directory does not exist")
+    if out.exists() and out.read_bytes()[:8] != b"\x89PNG\r\n\x1a\n":
+        raise LabError(f"{flag} {str(path)!r} exists and is not a PNG; it is left alone (choose another name)")
+    return out
+
+
+def plot_comparison(runs: list, path: str | Path) -> None:
+    """Validation loss of several runs against the optimizer step and against wall-clock seconds, into a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    fig, (by_step, by_time) = plt.subplots(1, 2, figsize=(12, 4.5), dpi=100)
+    for run in runs:
+        steps, losses, walls = zip(*run.val)
+        (line,) = by_step.plot(steps, losses, "o-", markersize=3, linewidth=1.5, label=run.name)
+        timed = [(w, v) for w, v in zip(walls, losses) if w is not None]  # runs from before wall_time have none
+        if timed:
+            by_time.plot(*zip(*timed), "o-", markersize=3, linewidth=1.5, color=line.get_color(), label=run.name)
+    by_step.set_xlabel("optimizer step")
+    by_time.set_xlabel("wall-clock time (s)")
+    for ax in (by_step, by_time):
+        ax.set_ylabel("validation loss (nats per token)")
+        ax.grid(alpha=0.3)
+    by_step.legend(fontsize=8)
+    fig.tight_layout()
+    from minilab.checkpoint import atomic_write
+
+    atomic_write(path, lambda f: fig.savefig(f, format="png"))
+    plt.close(fig)

@@ -266,6 +266,12 @@ BAD_OTHER = [
     ("attention", ["--checkpoint", "checkpoint.pt", "--prompt", "", "--out", "a.png"], "at least one character"),
     ("attention", ["--checkpoint", "checkpoint.pt", "--prompt", "Zed", "--out", "a.png"], "not in the model's vocab"),
     ("attention", ["--checkpoint", "checkpoint.pt", "--prompt", "e" * 40, "--out", "a.png"], "attends over at most 32"),
+    ("compare", ["missing_run"], "run directory 'missing_run' does not exist"),
+    ("compare", ["adir"], "'adir' is not a run directory (it has no config.json)"),
+    ("compare", ["afile"], "'afile' is not a directory"),
+    ("compare", ["nothing*"], "'nothing*' matches no run directory"),
+    ("compare", ["adir", "--out", "cmp.jpg"], "give a file name ending in .png"),
+    ("compare", [], "the following arguments are required: RUN_DIR"),
     ("frobnicate", [], "invalid choice: 'frobnicate'"),
 ]
 
