@@ -299,7 +299,7 @@ class Trainer(RunFiles):
         bar = tqdm(
             total=spe,
             initial=self.epoch_steps,
-            desc=f"epoch {epoch}/{cfg.epochs}",
+            desc=f"epoch {epoch}" + ("" if cfg.time_budget else f"/{cfg.epochs}"),
             unit="step",
             leave=False,
             dynamic_ncols=True,

@@ -58,13 +58,14 @@ def plot_attention(
         size = max(2.2, min(4.0, 0.12 * T + 1))
     fig, axes = plt.subplots(rows, cols, figsize=(size * cols, size * rows), dpi=100, squeeze=False)
     show_ticks = layer is not None or T <= 24
-    fontsize = 9 if layer is not None else max(4, 8 - T // 8)
+    fontsize = 10 if layer is not None else (8 if T <= 16 else 7)
+    rotation = 0 if max(len(s) for s in labels) <= 2 else 90  # characters stand upright, words turn
     for ax, (i, h) in zip(axes.flat, cells):
         weights = maps[i][0, h].float().cpu().numpy()  # (T, T): row = query, column = key
         ax.imshow(weights, cmap="viridis", vmin=0.0, vmax=1.0, interpolation="nearest")
         ax.set_title(f"layer {i}, head {h}", fontsize=10 if layer is not None else 8)
         if show_ticks:
-            ax.set_xticks(range(T), labels, rotation=90, fontsize=fontsize)
+            ax.set_xticks(range(T), labels, rotation=rotation, fontsize=fontsize)
             ax.set_yticks(range(T), labels, fontsize=fontsize)
         else:
             ax.set_xticks([])
@@ -102,19 +103,21 @@ def plot_comparison(runs: list, path: str | Path) -> None:
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    fig, (by_step, by_time) = plt.subplots(1, 2, figsize=(12, 4.5), dpi=100)
-    for run in runs:
+    fig, (by_step, by_time) = plt.subplots(1, 2, figsize=(13, 4.8), dpi=100)
+    palette = plt.get_cmap("tab10" if len(runs) <= 10 else "tab20")  # a distinct colour per run
+    for i, run in enumerate(runs):
         steps, losses, walls = zip(*run.val)
-        (line,) = by_step.plot(steps, losses, "o-", markersize=3, linewidth=1.5, label=run.name)
+        style = dict(marker="o", markersize=3, linewidth=1.5, color=palette(i % palette.N), label=run.name)
+        by_step.plot(steps, losses, **style)
         timed = [(w, v) for w, v in zip(walls, losses) if w is not None]  # runs from before wall_time have none
         if timed:
-            by_time.plot(*zip(*timed), "o-", markersize=3, linewidth=1.5, color=line.get_color(), label=run.name)
+            by_time.plot(*zip(*timed), **style)
     by_step.set_xlabel("optimizer step")
     by_time.set_xlabel("wall-clock time (s)")
     for ax in (by_step, by_time):
         ax.set_ylabel("validation loss (nats per token)")
         ax.grid(alpha=0.3)
-    by_step.legend(fontsize=8)
+    by_time.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     fig.tight_layout()
     from minilab.checkpoint import atomic_write
 

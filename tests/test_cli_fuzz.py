@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from minilab.cli import main
 from tests.conftest import EXAMPLE, TINY_MODEL_FLAGS
 
-COMMANDS = ["train", "generate", "info", "eval", "export", "bogus", ""]
+COMMANDS = ["train", "generate", "info", "eval", "export", "attention", "compare", "bogus", ""]
 FLAGS = [
     "--data",
     "--epochs",
@@ -42,6 +42,17 @@ FLAGS = [
     "--prompt_file",
     "--batch-size",
     "--top-p",
+    "--norm",
+    "--mlp",
+    "--qk_norm",
+    "--no_bias",
+    "--logit_softcap",
+    "--optimizer",
+    "--schedule",
+    "--preset",
+    "--config",
+    "--layer",
+    "--head",
     "--nope",
     "-x",
 ]
@@ -67,6 +78,10 @@ VALUES = [
     "cpu",
     "cuda",
     "learned",
+    "rope",
+    "muon",
+    "tiny",
+    "x.png",
     "héllo",
     "\x00",
     "../x",

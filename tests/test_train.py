@@ -245,3 +245,26 @@ def test_time_budget_resume_continues_toward_a_larger_budget(tmp_path):
     rows = list(csv.DictReader(open(result.run_dir / "metrics.csv")))
     assert [int(r["step"]) for r in rows] == list(range(1, 13))
     assert float(rows[-1]["lr"]) == pytest.approx(lr_at(11, 0, 2, 3e-3, 3e-4, "cosine", progress=11 / 12))
+
+
+def test_a_checkpoint_from_before_the_switches_loads_and_resumes(tmp_path):
+    """Strip every key this version added; the file must load with the seed's defaults and resume exactly."""
+    from minilab.checkpoint import load_model, save_checkpoint
+
+    quiet = dict(log=lambda *_: None, progress=False)
+    Trainer(tiny_train_config(tmp_path / "a"), _model_cfg(), **quiet).fit()
+    new = load_checkpoint(tmp_path / "a" / "checkpoints" / "checkpoint_epoch_1.pt")
+    old = {k: v for k, v in new.items() if k not in ("format", "format_version", "epoch_steps")}
+    for key in ("norm", "qk_norm", "mlp", "tie_embeddings", "bias", "logit_softcap"):
+        del old["model_config"][key]
+    for key in ("optimizer", "schedule", "time_budget"):
+        del old["train_args"][key]
+    save_checkpoint(tmp_path / "old.pt", old)
+    model, _, ckpt = load_model(tmp_path / "old.pt")
+    assert model.cfg.mlp == "gelu" and model.cfg.tie_embeddings and model.lm_head.weight is model.tok_emb.weight
+    flags = {"out_dir": str(tmp_path / "b" / "checkpoints"), "experiments_dir": str(tmp_path / "b" / "exp")}
+    Trainer(resume_configs(ckpt, flags, {})[0], resume=ckpt, **quiet).fit()
+    straight = load_checkpoint(tmp_path / "a" / "checkpoints" / "checkpoint.pt")
+    resumed = load_checkpoint(tmp_path / "b" / "checkpoints" / "checkpoint.pt")
+    for name, tensor in straight["model_state"].items():
+        assert torch.equal(tensor, resumed["model_state"][name]), name
