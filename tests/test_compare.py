@@ -71,14 +71,16 @@ def test_val_points_carry_step_and_wall_clock(runs):
     assert all(wall is not None and wall > 0 for _, _, wall in run.val)
 
 
-def test_a_run_without_metrics_is_refused(runs, tmp_path):
+def test_a_run_without_metrics_is_one_clean_error(runs, tmp_path, capsys):
     d = tmp_path / "fresh"
     d.mkdir()
     for name in ("config.json", "summary.json"):
         shutil.copy(runs / "a" / name, d / name)
     (d / "metrics.csv").write_text("step,epoch,train_loss,val_loss\n1,1,4.0,\n")
-    with pytest.raises(LabError, match="has no metrics yet"):
-        load_run(d)
+    assert main(["compare", str(runs / "a"), str(d), "--out", str(tmp_path / "c.png")]) == 2
+    err = capsys.readouterr().err
+    assert "has no metrics yet" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "c.png").exists()  # nothing is written before every run has been read
     (d / "summary.json").write_text("[1]")
     with pytest.raises(LabError, match="does not hold a JSON object"):
         load_run(d)
