@@ -1,6 +1,6 @@
 """Generation speed: the KV-cache engine against the plain recompute loop, at the seed configuration.
 
-    python benchmarks/generate_bench.py [--device cpu] [--new_tokens 500] [--profile]
+    python benchmarks/generate_bench.py [--device cpu] [--new_tokens 500] [--threads N] [--profile]
 
 Prints tokens/s for prompts of 1 and 64 tokens, batch 1 and 8, with and without the cache, their
 ratio, and the memory of the weights, of the cache, and the peak growth while generating at batch 8.
@@ -80,11 +80,14 @@ def main():
     p.add_argument("--new_tokens", type=int, default=500)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--profile", action="store_true", help="also print where a cached decode step spends its time")
+    p.add_argument("--threads", type=int, default=0, help="intra-op threads (default: PyTorch's choice)")
     p.add_argument("--memory_only", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.memory_only:
         return print(memory_growth())
     device = resolve_device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     model = GPT(ModelConfig(vocab_size=65)).to(device).eval()
     print(

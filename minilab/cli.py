@@ -9,11 +9,10 @@ import os
 import sys
 from dataclasses import MISSING, fields
 
-from minilab.config import POS_ENCODINGS, ModelConfig, TrainConfig
+from minilab.config import MLPS, NORMS, OPTIMIZERS, POS_ENCODINGS, SCHEDULES, ModelConfig, TrainConfig
 from minilab.errors import LabError
+from minilab.presets import PRESETS, resolve_settings
 from minilab.tokenizer import TOKENIZERS
-
-MODEL_FLAGS = ("context_length", "d_model", "n_heads", "n_layers", "d_ff", "dropout", "pos_encoding")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -25,6 +24,15 @@ def _flag(parser, name: str, **kwargs) -> None:
     """Add ``--name`` and, if it has underscores, ``--name-with-dashes`` for the same setting."""
     names = [f"--{name}"] + ([f"--{name.replace('_', '-')}"] if "_" in name else [])
     parser.add_argument(*names, dest=name, **kwargs)
+
+
+def _switch(parser, name: str, help: str) -> None:
+    """An on/off setting: ``--name`` turns it on, ``--no_name`` off (each also with dashes)."""
+    dashed = name.replace("_", "-")
+    on = [f"--{name}"] + ([f"--{dashed}"] if dashed != name else [])
+    off = [f"--no_{name}", f"--no-{dashed}"]
+    parser.add_argument(*on, dest=name, action="store_const", const=True, default=argparse.SUPPRESS, help=help)
+    parser.add_argument(*off, dest=name, action="store_const", const=False, default=argparse.SUPPRESS)
 
 
 def _default(cls, name):
@@ -46,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = argparse.SUPPRESS
     _flag(t, "data", metavar="FILE", default=s, help="UTF-8 text file, or a directory made by `prepare` (required)")
     _flag(t, "resume", metavar="CKPT", default=s, help="continue training from this checkpoint")
+    _flag(t, "preset", choices=PRESETS, default=s, help="start from a named recipe (flags and --config override it)")
+    _flag(t, "config", metavar="FILE", default=s, help="settings from a .toml or .json file (flags override it)")
     _flag(t, "epochs", type=int, default=s, help="train until this epoch (default 10)")
     _flag(t, "batch_size", type=int, default=s, help="sequences per step (default 32; fewer for a tiny text)")
     _flag(t, "steps_per_epoch", type=int, default=s, help="steps per epoch (default: one pass over the text, >= 50)")
@@ -66,6 +76,16 @@ def build_parser() -> argparse.ArgumentParser:
     _flag(t, "eval_tokens", type=int, default=s, help="validation tokens scored per epoch, 0 = all (1000000)")
     _flag(t, "save_every_steps", type=int, default=s, help="also save checkpoint.pt every N steps (default 0 = off)")
     _flag(t, "keep_last", type=int, default=s, help="keep only the newest K checkpoint_epoch_N.pt (default 0 = all)")
+    _flag(t, "optimizer", choices=OPTIMIZERS, default=s, help="adamw, or muon for the blocks' weight matrices (adamw)")
+    _flag(t, "schedule", choices=SCHEDULES, default=s, help="lr after warmup: cosine, wsd or constant (cosine)")
+    _flag(
+        t,
+        "time_budget",
+        type=float,
+        metavar="SECONDS",
+        default=s,
+        help="train for this much wall clock instead of --epochs, the lr schedule laid out over it (default 0 = off)",
+    )
     _flag(t, "context_length", type=int, default=s, help="tokens the model attends over (default 256)")
     _flag(t, "d_model", type=int, default=s, help="model width (default 256)")
     _flag(t, "n_heads", type=int, default=s, help="attention heads (default 8)")
@@ -75,6 +95,19 @@ def build_parser() -> argparse.ArgumentParser:
     _flag(t, "pos_encoding", choices=POS_ENCODINGS, default=s, help="position encoding (default sinusoidal)")
     _flag(t, "tokenizer", choices=TOKENIZERS, default=s, help="char (default: one token per character) or bpe")
     _flag(t, "vocab_size", type=int, default=s, help="with --tokenizer bpe: 256 bytes + merges to learn (default 512)")
+    _flag(t, "norm", choices=NORMS, default=s, help="normalisation in every block (default layernorm)")
+    _switch(t, "qk_norm", "normalise queries and keys per head before attention (default off)")
+    _flag(
+        t,
+        "mlp",
+        choices=MLPS,
+        default=s,
+        help="feed-forward activation (default gelu); swiglu uses a hidden width of 2/3 d_ff, "
+        "so the parameter count stays about the same",
+    )
+    _switch(t, "tie_embeddings", "share the token embedding with the output head (default on; --no_tie_embeddings)")
+    _switch(t, "bias", "biases in linear layers and layer norms (default on; --no_bias)")
+    _flag(t, "logit_softcap", type=float, default=s, metavar="C", help="logits = C tanh(logits / C), 0 = off (0)")
 
     g = sub.add_parser("generate", help="generate text from a checkpoint", allow_abbrev=False)
     _flag(
@@ -137,6 +170,17 @@ def build_parser() -> argparse.ArgumentParser:
     _flag(p, "tokenizer", choices=TOKENIZERS, default="char", help="char (default) or bpe: byte-level BPE")
     _flag(p, "vocab_size", type=int, default=None, help="BPE: 256 bytes + merges to learn (default 512)")
 
+    a = sub.add_parser("attention", help="draw a model's attention weights on a prompt (PNG)", allow_abbrev=False)
+    _flag(a, "checkpoint", metavar="CKPT", required=True, help="checkpoint file or export directory")
+    _flag(a, "prompt", required=True, help="the text whose attention to draw (at most the model's context)")
+    _flag(a, "out", metavar="FILE.png", required=True, help="PNG to write (an existing PNG is replaced)")
+    _flag(a, "layer", type=int, default=None, help="with --head: one large map of this layer (from 0)")
+    _flag(a, "head", type=int, default=None, help="with --layer: the head to draw (from 0)")
+
+    c = sub.add_parser("compare", help="compare training runs: settings, losses, speed (and a PNG)", allow_abbrev=False)
+    c.add_argument("runs", nargs="+", metavar="RUN_DIR", help="experiment folders of runs (globs allowed)")
+    _flag(c, "out", metavar="FILE.png", default=None, help="also draw val loss vs step and vs wall clock here")
+
     x = sub.add_parser("export", help="write weights (.safetensors), config and tokenizer (JSON)", allow_abbrev=False)
     _flag(x, "checkpoint", metavar="CKPT", required=True, help="checkpoint to export")
     _flag(x, "out", metavar="DIR", required=True, help="directory to write (must not hold an export already)")
@@ -178,6 +222,53 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_attention(args: argparse.Namespace) -> int:
+    import torch
+
+    from minilab.checkpoint import load_model
+    from minilab.viz import check_png_path, plot_attention, token_label
+
+    out = check_png_path(args.out)
+    if (args.layer is None) != (args.head is None):
+        raise LabError("give --layer and --head together (one map), or neither (every layer and head)")
+    if not args.prompt:
+        raise LabError("--prompt needs at least one character")
+    model, tokenizer, _ = load_model(args.checkpoint)
+    cfg = model.cfg
+    if args.layer is not None and not (0 <= args.layer < cfg.n_layers and 0 <= args.head < cfg.n_heads):
+        raise LabError(
+            f"--layer {args.layer} --head {args.head}: this model has layers 0..{cfg.n_layers - 1} "
+            f"and heads 0..{cfg.n_heads - 1}"
+        )
+    ids = tokenizer.encode(args.prompt)
+    if len(ids) > cfg.context_length:
+        raise LabError(f"the prompt is {len(ids)} tokens; this model attends over at most {cfg.context_length}")
+    maps = model.attention_maps(torch.tensor([ids]))  # n_layers x (1, n_heads, T, T), the explicit path
+    plot_attention(maps, [token_label(tokenizer.decode([i])) for i in ids], out, args.layer, args.head)
+    print(
+        f"wrote {out} ({len(ids)} tokens, "
+        + (
+            f"layer {args.layer} head {args.head})"
+            if args.layer is not None
+            else f"{cfg.n_layers} layers x {cfg.n_heads} heads)"
+        )
+    )
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from minilab.compare import compare_table, expand, load_run
+    from minilab.viz import check_png_path, plot_comparison
+
+    out = check_png_path(args.out) if args.out is not None else None
+    runs = [load_run(p) for p in expand(args.runs)]
+    print(compare_table(runs))
+    if out is not None:
+        plot_comparison(runs, out)
+        print(f"wrote {out}")
+    return 0
+
+
 def cmd_prepare(args: argparse.Namespace) -> int:
     import time
 
@@ -209,9 +300,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from minilab.checkpoint import load_checkpoint, resolve_checkpoint
     from minilab.train import Trainer, resume_configs
 
-    given = {k: v for k, v in vars(args).items() if k not in ("command", "resume")}
-    model_flags = {k: v for k, v in given.items() if k in MODEL_FLAGS}
-    train_flags = {k: v for k, v in given.items() if k not in MODEL_FLAGS}
+    given = {k: v for k, v in vars(args).items() if k not in ("command", "resume", "preset", "config")}
+    train_flags, model_flags = resolve_settings(given, getattr(args, "config", None), getattr(args, "preset", None))
     if "resume" in args:
         ckpt = load_checkpoint(resolve_checkpoint(args.resume))
         train_cfg, _ = resume_configs(ckpt, train_flags, model_flags)
@@ -286,6 +376,8 @@ COMMANDS = {
     "eval": cmd_eval,
     "export": cmd_export,
     "prepare": cmd_prepare,
+    "attention": cmd_attention,
+    "compare": cmd_compare,
 }
 
 

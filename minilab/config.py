@@ -10,7 +10,11 @@ from dataclasses import asdict, dataclass, fields
 from minilab.errors import LabError
 from minilab.tokenizer import check_tokenizer_settings
 
-POS_ENCODINGS = ("sinusoidal", "learned")
+POS_ENCODINGS = ("sinusoidal", "learned", "rope", "none")
+NORMS = ("layernorm", "rmsnorm")
+MLPS = ("gelu", "relu2", "swiglu")
+OPTIMIZERS = ("adamw", "muon")
+SCHEDULES = ("cosine", "wsd", "constant")
 
 
 @dataclass
@@ -24,7 +28,15 @@ class ModelConfig:
     n_layers: int = 4  # transformer blocks
     d_ff: int = 1024  # hidden width of the feed-forward network
     dropout: float = 0.1  # dropout on embeddings and on each residual branch, during training only
-    pos_encoding: str = "sinusoidal"  # 'sinusoidal' (fixed, as the seed draws it) or 'learned'
+    pos_encoding: str = "sinusoidal"  # 'sinusoidal' (fixed, as the seed draws it), 'learned', 'rope' or 'none'
+    # Architecture switches, one per idea; the defaults are the seed's classic GPT. A checkpoint
+    # saved before a switch existed lacks its key and so loads with the default, as it was trained.
+    norm: str = "layernorm"  # 'layernorm' or 'rmsnorm' (scale only: no mean subtraction, no bias)
+    qk_norm: bool = False  # normalise queries and keys per head before attention
+    mlp: str = "gelu"  # 'gelu', 'relu2' (relu squared) or 'swiglu' (gated; hidden ~2/3 of d_ff)
+    tie_embeddings: bool = True  # the output head shares the token embedding matrix
+    bias: bool = True  # biases in the linear layers and layer norms
+    logit_softcap: float = 0.0  # logits = C * tanh(logits / C); 0 = off
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "context_length", "d_model", "n_heads", "n_layers", "d_ff"):
@@ -32,8 +44,14 @@ class ModelConfig:
         _check_float("dropout", self.dropout, low=0.0, high=1.0, high_open=True)
         if self.d_model % self.n_heads:
             raise LabError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
-        if self.pos_encoding not in POS_ENCODINGS:
-            raise LabError(f"pos_encoding {self.pos_encoding!r}: choose one of {', '.join(POS_ENCODINGS)}")
+        _check_choice("pos_encoding", self.pos_encoding, POS_ENCODINGS)
+        _check_choice("norm", self.norm, NORMS)
+        _check_choice("mlp", self.mlp, MLPS)
+        for name in ("qk_norm", "tie_embeddings", "bias"):
+            _check_bool(name, getattr(self, name))
+        _check_float("logit_softcap", self.logit_softcap, low=0.0, high=1e6)
+        if self.pos_encoding == "rope" and self.head_dim % 2:
+            raise LabError(f"rope rotates pairs of channels: d_model/n_heads ({self.head_dim}) must be even")
 
     @property
     def head_dim(self) -> int:
@@ -76,6 +94,9 @@ class TrainConfig:
     eval_tokens: int = 1_000_000  # score at most this many validation tokens per epoch (0 = all)
     save_every_steps: int = 0  # also save checkpoint.pt every N steps within an epoch (0 = only per epoch)
     keep_last: int = 0  # keep only the newest K checkpoint_epoch_N.pt files (0 = keep all)
+    optimizer: str = "adamw"  # 'adamw', or 'muon' for the blocks' weight matrices (AdamW for the rest)
+    schedule: str = "cosine"  # lr after warmup: 'cosine' decay, 'wsd' (stable, then linear decay) or 'constant'
+    time_budget: float = 0.0  # seconds of wall clock to train for (0 = off: train for --epochs)
 
     def __post_init__(self) -> None:
         _check_int("epochs", self.epochs, low=1, high=1 << 24)
@@ -84,8 +105,13 @@ class TrainConfig:
         _check_int("warmup_steps", self.warmup_steps, low=-1, high=1 << 30)
         _check_int("sample_length", self.sample_length, low=0, high=1 << 20)
         _check_int("grad_accum", self.grad_accum, low=1, high=1 << 16)
-        if not isinstance(self.compile, bool):
-            raise LabError(f"compile must be true or false, got {self.compile!r}")
+        _check_bool("compile", self.compile)
+        _check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        _check_choice("schedule", self.schedule, SCHEDULES)
+        _check_float("time_budget", self.time_budget, low=0.0, high=1e9)
+        for name in ("data", "device", "out_dir", "experiments_dir", "run_name"):
+            if not isinstance(getattr(self, name), str):
+                raise LabError(f"{name} must be a string, got {getattr(self, name)!r}")
         _check_int("eval_tokens", self.eval_tokens, low=0, high=1 << 40)
         _check_int("save_every_steps", self.save_every_steps, low=0, high=1 << 30)
         _check_int("keep_last", self.keep_last, low=0, high=1 << 20)
@@ -113,6 +139,16 @@ def _from_dict(cls, d: dict, what: str):
     if unknown:
         raise LabError(f"unknown {what} key(s): {', '.join(unknown)}")
     return cls(**d)
+
+
+def _check_choice(name: str, value, choices: tuple) -> None:
+    if value not in choices:
+        raise LabError(f"{name} {value!r}: choose one of {', '.join(choices)}")
+
+
+def _check_bool(name: str, value) -> None:
+    if not isinstance(value, bool):
+        raise LabError(f"{name} must be true or false, got {value!r}")
 
 
 def _check_int(name: str, value, low: int, high: int) -> None:

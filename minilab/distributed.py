@@ -69,6 +69,15 @@ def mean_across_ranks(value: float, info: DistInfo, device: torch.device) -> flo
     return t.item() / info.world_size
 
 
+def max_across_ranks(value: float, info: DistInfo, device: torch.device) -> float:
+    """The largest value of a number over all ranks (so that every rank takes the same decision)."""
+    if not info.enabled:
+        return value
+    t = torch.tensor([value], dtype=torch.float64, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return t.item()
+
+
 def teardown() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()

@@ -14,7 +14,7 @@ from minilab.model import GPT
 from minilab.tokenizer import tokenizer_from_dict
 
 WEIGHTS, CONFIG, TOKENIZER = "model.safetensors", "config.json", "tokenizer.json"
-TIED = "lm_head.weight"  # the same matrix as tok_emb.weight: stored once
+TIED = "lm_head.weight"  # with tie_embeddings, the same matrix as tok_emb.weight: stored once
 
 
 def is_export_dir(path: str | Path) -> bool:
@@ -32,7 +32,8 @@ def export_model(model: GPT, tokenizer, out_dir: str | Path) -> list[Path]:
     if taken:
         raise LabError(f"{str(out)!r} already holds {', '.join(taken)}; choose another --out")
     out.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if k != TIED}
+    tied = model.cfg.tie_embeddings
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if not (tied and k == TIED)}
     blob = save(tensors, metadata={"format": "minilab", "format_version": "1"})
     files = {WEIGHTS: blob, CONFIG: _json(model.cfg.to_dict()), TOKENIZER: _json(tokenizer.to_dict())}
     for name, data in files.items():
@@ -58,7 +59,7 @@ def load_export(path: str | Path, device="cpu"):
     except (SafetensorError, OSError, ValueError) as e:
         raise LabError(f"{str(d / WEIGHTS)!r} is not a readable safetensors file ({e})") from None
     model = GPT(cfg)
-    if "tok_emb.weight" in tensors:
+    if cfg.tie_embeddings and "tok_emb.weight" in tensors:
         tensors[TIED] = tensors["tok_emb.weight"]
     try:
         model.load_state_dict(tensors)

@@ -64,8 +64,22 @@ class FastDecoder:
 
     @staticmethod
     def supports(model) -> bool:
-        """True for the architecture this step spells out: the seed's GPT, in eval mode."""
-        return model.cfg.pos_encoding in ("sinusoidal", "learned") and not model.training
+        """True for the architecture this step spells out: the seed's classic GPT, in eval mode.
+
+        Any other switch (rope or no positions, RMSNorm, QK-norm, relu2 or SwiGLU, no biases, an
+        untied head, logit soft-capping) goes through ``CachedDecoder``, which runs the model itself.
+        """
+        cfg = model.cfg
+        classic = (
+            cfg.pos_encoding in ("sinusoidal", "learned")
+            and cfg.norm == "layernorm"
+            and not cfg.qk_norm
+            and cfg.mlp == "gelu"
+            and cfg.bias
+            and cfg.tie_embeddings
+            and cfg.logit_softcap == 0
+        )
+        return classic and not model.training
 
     @torch.no_grad()
     def __init__(self, model, keep: int | None = None):

@@ -1,8 +1,10 @@
 """The GPT-style transformer: embeddings, pre-norm blocks of causal self-attention and feed-forward.
 
-Read top to bottom: positional encodings, attention (with both the explicit maths and PyTorch's
-fused kernel), the feed-forward network, a block, and the model that stacks them. The model does
-no I/O and knows nothing about text: ids in, logits out.
+Read top to bottom: attention (with both the explicit maths and PyTorch's fused kernel), a block,
+and the model that stacks them. Position encodings live in ``positions.py``, the norms and the
+feed-forward variants in ``layers.py``. The model does no I/O and knows nothing about text: ids in,
+logits out. ``ModelConfig``'s switches (pos_encoding, norm, qk_norm, mlp, tie_embeddings, bias,
+logit_softcap) each change one part; the defaults are the seed's classic GPT.
 """
 
 import math
@@ -13,17 +15,8 @@ import torch.nn.functional as F
 
 from minilab.config import ModelConfig
 from minilab.kvcache import KVCache
-
-
-def sinusoidal_table(length: int, dim: int) -> torch.Tensor:
-    """The fixed sine/cosine position table of 'Attention Is All You Need'. (length, dim)"""
-    pos = torch.arange(length, dtype=torch.float32).unsqueeze(1)  # (T, 1)
-    # Each pair of channels (2i, 2i+1) oscillates at its own frequency, from 1 down to 1/10000.
-    freq = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10000.0) / dim))
-    table = torch.zeros(length, dim)
-    table[:, 0::2] = torch.sin(pos * freq)
-    table[:, 1::2] = torch.cos(pos * freq[: dim // 2])  # an odd dim has one more sine than cosine
-    return table
+from minilab.layers import FeedForward, make_norm
+from minilab.positions import Rotary, sinusoidal_table
 
 
 def future_mask(T: int, S: int, device=None) -> torch.Tensor:
@@ -48,9 +41,14 @@ class CausalSelfAttention(nn.Module):
         super().__init__()
         self.n_heads = cfg.n_heads
         self.layer = layer  # which slot of a KV cache is ours
-        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model)  # queries, keys and values in one matmul
-        self.proj = nn.Linear(cfg.d_model, cfg.d_model)
+        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=cfg.bias)  # queries, keys and values in one matmul
+        self.proj = nn.Linear(cfg.d_model, cfg.d_model, bias=cfg.bias)
         self.resid_dropout = nn.Dropout(cfg.dropout)
+        # QK-norm (used by OLMo 2, Gemma 3, modded-nanoGPT): normalising each head's queries and keys
+        # bounds the attention scores, so the softmax cannot saturate and a higher lr stays stable.
+        self.q_norm = make_norm(cfg, cfg.head_dim) if cfg.qk_norm else None
+        self.k_norm = make_norm(cfg, cfg.head_dim) if cfg.qk_norm else None
+        self.rotary = Rotary(cfg.head_dim, cfg.context_length) if cfg.pos_encoding == "rope" else None
         # The fused kernel (flash / memory-efficient attention) is the default; the explicit path is
         # the same maths spelled out, used for attention maps and as the reference in tests.
         self.fused = True
@@ -61,6 +59,11 @@ class CausalSelfAttention(nn.Module):
         q = q.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2)  # (B, nh, T, hs)
         k = k.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2)  # (B, nh, T, hs)
         v = v.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2)  # (B, nh, T, hs)
+        if self.q_norm is not None:
+            q, k = self.q_norm(q), self.k_norm(k)  # each head's vectors, over hs
+        if self.rotary is not None:  # new tokens sit after the cached ones: positions start at cache.length
+            start = cache.length if cache is not None else 0
+            q, k = self.rotary(q, start), self.rotary(k, start)  # keys are cached already rotated
         if cache is not None:  # attend over the cached earlier tokens too: k, v become (B, nh, S, hs)
             k, v = cache.update(self.layer, k, v)
         S = k.size(2)
@@ -76,27 +79,14 @@ class CausalSelfAttention(nn.Module):
         return self.resid_dropout(self.proj(y)), weights
 
 
-class FeedForward(nn.Module):
-    """Position-wise MLP: widen to d_ff, GELU, project back. Where most parameters live."""
-
-    def __init__(self, cfg: ModelConfig):
-        super().__init__()
-        self.fc = nn.Linear(cfg.d_model, cfg.d_ff)
-        self.proj = nn.Linear(cfg.d_ff, cfg.d_model)
-        self.dropout = nn.Dropout(cfg.dropout)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.proj(F.gelu(self.fc(x))))
-
-
 class Block(nn.Module):
     """One transformer layer, pre-norm: x + attn(norm(x)), then x + mlp(norm(x))."""
 
     def __init__(self, cfg: ModelConfig, layer: int = 0):
         super().__init__()
-        self.ln1 = nn.LayerNorm(cfg.d_model)
+        self.ln1 = make_norm(cfg, cfg.d_model)
         self.attn = CausalSelfAttention(cfg, layer)
-        self.ln2 = nn.LayerNorm(cfg.d_model)
+        self.ln2 = make_norm(cfg, cfg.d_model)
         self.mlp = FeedForward(cfg)
 
     def forward(self, x: torch.Tensor, need_weights: bool = False, cache: KVCache | None = None):
@@ -117,16 +107,19 @@ class GPT(nn.Module):
         self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.d_model)
         if cfg.pos_encoding == "learned":
             self.pos_emb = nn.Embedding(cfg.context_length, cfg.d_model)
-        else:  # fixed table, rebuilt from the config, so it is not stored in checkpoints
+        elif cfg.pos_encoding == "sinusoidal":  # fixed table, rebuilt from the config, so not in checkpoints
             self.register_buffer("pos_table", sinusoidal_table(cfg.context_length, cfg.d_model), persistent=False)
             self.emb_scale = math.sqrt(cfg.d_model)
+        # 'rope' rotates q and k inside attention instead; 'none' relies on the causal mask alone.
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg, layer) for layer in range(cfg.n_layers))
-        self.ln_f = nn.LayerNorm(cfg.d_model)
+        self.ln_f = make_norm(cfg, cfg.d_model)
         self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
-        # Weight tying: reading a token in and predicting it out share one matrix, which saves
-        # vocab_size x d_model parameters and tends to help small models.
-        self.lm_head.weight = self.tok_emb.weight
+        if cfg.tie_embeddings:
+            # Weight tying: reading a token in and predicting it out share one matrix, which saves
+            # vocab_size x d_model parameters and tends to help small models. Untied, the head is
+            # free to differ from the embedding (most large models untie it).
+            self.lm_head.weight = self.tok_emb.weight
         self.apply(self._init_weights)
         # Scale the layers that write into the residual stream by depth so that its variance does
         # not grow with the number of blocks (GPT-2's initialisation).
@@ -142,7 +135,7 @@ class GPT(nn.Module):
             nn.init.zeros_(module.bias)
 
     def num_params(self) -> int:
-        """Parameters, counting the tied embedding/head matrix once."""
+        """Parameters, counting a tied embedding/head matrix once."""
         return sum(p.numel() for p in self.parameters())
 
     def set_fused_attention(self, fused: bool) -> None:
@@ -151,15 +144,18 @@ class GPT(nn.Module):
             block.attn.fused = fused
 
     def embed(self, idx: torch.Tensor, start: int = 0) -> torch.Tensor:
-        """Token embedding plus position encoding for positions start..start+T-1. (B, T) -> (B, T, C)"""
-        T = idx.size(1)
+        """Token embedding plus position encoding for positions start..start+T-1. (B, T) -> (B, T, C)
+
+        With 'rope' and 'none' nothing is added here: rope acts on q and k inside attention.
+        """
+        cfg, T = self.cfg, idx.size(1)
         end = start + T
-        if end > self.cfg.context_length:
-            raise ValueError(f"position {end - 1} is beyond the context ({self.cfg.context_length} tokens)")
+        if end > cfg.context_length:
+            raise ValueError(f"position {end - 1} is beyond the context ({cfg.context_length} tokens)")
         x = self.tok_emb(idx)  # (B, T, C)
-        if self.cfg.pos_encoding == "learned":
+        if cfg.pos_encoding == "learned":
             x = x + self.pos_emb.weight[start:end]  # (T, C) broadcast over B
-        else:
+        elif cfg.pos_encoding == "sinusoidal":
             # The fixed table has values of size ~1 while token embeddings start near 0.02: scale the
             # embeddings by sqrt(d_model), as the original Transformer does, or position drowns out
             # which token is there.
@@ -179,6 +175,11 @@ class GPT(nn.Module):
         if cache is not None:
             cache.advance(idx.size(1))
         logits = self.lm_head(self.ln_f(x))  # (B, T, V)
+        if self.cfg.logit_softcap > 0:
+            # Soft-capping (Gemma 2, modded-nanoGPT) squashes logits smoothly into (-C, C): the model
+            # cannot become arbitrarily confident, which keeps early training stable.
+            C = self.cfg.logit_softcap
+            logits = C * torch.tanh(logits / C)
         loss = None
         if targets is not None:
             loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1))

@@ -24,9 +24,10 @@ class RunFiles:
             "model_state": self.model.state_dict(),
             "model_config": self.model_cfg.to_dict(),
             "tokenizer": self.tokenizer.to_dict(),
-            "optimizer_state": self.optimizer.state_dict(),
+            "optimizer_state": self.optimizers[0].state_dict(),  # AdamW's, as in checkpoints before Muon
+            **({"muon_state": self.optimizers[1].state_dict()} if len(self.optimizers) > 1 else {}),
             "scheduler": {
-                "kind": "warmup_cosine",
+                "kind": f"warmup_{self.cfg.schedule}",
                 "step": self.step,
                 "total_steps": self.cfg.epochs * self.cfg.steps_per_epoch,
                 "warmup_steps": self.cfg.warmup_steps,
@@ -36,6 +37,7 @@ class RunFiles:
             "epoch": self.epoch,
             "step": self.step,
             "epoch_loss_sum": self.epoch_loss_sum,
+            "epoch_steps": self.epoch_steps,
             "best_val_loss": self.best_val,
             "train_args": self.cfg.to_dict(),
             "rng": {

@@ -14,7 +14,9 @@ from pathlib import Path
 from minilab.checkpoint import atomic_write
 from minilab.viz import plot_losses
 
-METRIC_FIELDS = ["step", "epoch", "train_loss", "val_loss", "val_ppl", "lr", "tokens_per_sec", "mfu"]
+# wall_time: seconds since the run started (earlier sessions included); on an evaluation row, when the
+# validation loss was known.
+METRIC_FIELDS = ["step", "epoch", "train_loss", "val_loss", "val_ppl", "lr", "tokens_per_sec", "mfu", "wall_time"]
 
 
 def new_run_name(data_path: str) -> str:
@@ -49,10 +51,12 @@ class RunLog:
         with open(self.metrics_path, "a", newline="") as f:
             csv.DictWriter(f, METRIC_FIELDS, lineterminator="\n").writerow({k: _fmt(row.get(k)) for k in METRIC_FIELDS})
 
-    def set_val(self, val_loss: float) -> None:
+    def set_val(self, val_loss: float, wall_time: float | None = None) -> None:
         """Fill the validation columns of the latest row (the epoch's last step) and rewrite the file."""
         self.rows[-1]["val_loss"] = val_loss
         self.rows[-1]["val_ppl"] = math.exp(min(val_loss, 50.0))
+        if wall_time is not None:
+            self.rows[-1]["wall_time"] = wall_time
         self._rewrite_metrics()
 
     def add_sample(self, epoch: int, step: int, text: str) -> None:

@@ -1,4 +1,4 @@
-"""The training loop: sample batches, forward, loss, backward, AdamW step, evaluate, checkpoint.
+"""The training loop: sample batches, forward, loss, backward, optimizer step, evaluate, checkpoint.
 
 What an epoch is: the text is not walked through in order. Each step draws ``batch_size`` random
 windows of ``context_length`` tokens from the training split, and an epoch is ``steps_per_epoch``
@@ -12,6 +12,13 @@ split and the checkpoints are written.
 Nothing is lost: every checkpoint write is atomic; Ctrl-C or SIGTERM saves checkpoint.pt where the
 run stands (mid-epoch too) and says how to resume; ``--save_every_steps`` saves it regularly; a
 failed write or a NaN loss stops the run with a clear message and leaves earlier files intact.
+
+With ``--time_budget SECONDS`` the run's length is wall-clock time instead of epochs: the learning
+rate schedule is laid out over the budget (its progress is the share of the budget spent, not of
+the steps), epochs of ``steps_per_epoch`` steps still mark the evaluations, and when the budget is
+spent the epoch in progress ends early, is evaluated and saved, and the run exits normally. The
+budget counts the run's whole wall clock, evaluation and earlier sessions included: resuming a
+budgeted run continues toward the same budget, and a larger --time_budget stretches the schedule.
 """
 
 import contextlib
@@ -32,7 +39,7 @@ from minilab.errors import LabError
 from minilab.evaluate import evaluate_loss
 from minilab.flops import flops_per_token, measured_peak_flops
 from minilab.model import GPT
-from minilab.optim import lr_at, make_optimizer
+from minilab.optim import lr_at, make_optimizers
 from minilab.runfiles import RunFiles
 from minilab.runlog import RunLog, new_run_name
 from minilab.stopping import EXIT_CODES, StopSignals, TrainingInterrupted
@@ -71,6 +78,12 @@ def resume_configs(ckpt: dict, train_flags: dict, model_flags: dict) -> tuple[Tr
                 f"{saved_tok.kind} with {saved_tok.vocab_size} tokens (a resumed run keeps its tokenizer)"
             )
     saved_args.update(tokenizer=saved_tok.kind, vocab_size=saved_size)
+    saved_opt = saved_args.get("optimizer", "adamw")  # checkpoints from before --optimizer used AdamW
+    if train_flags.get("optimizer", saved_opt) != saved_opt:
+        raise LabError(
+            f"--optimizer {train_flags['optimizer']} contradicts the checkpoint, which was trained with {saved_opt} "
+            f"(its optimizer state cannot carry over)"
+        )
     return TrainConfig.from_dict({**saved_args, **train_flags}), model_cfg
 
 
@@ -143,13 +156,14 @@ class Trainer(RunFiles):
 
         torch.manual_seed(cfg.seed)  # the same initial weights on every rank
         self.model = GPT(model_cfg).to(self.device)
-        self.optimizer = make_optimizer(self.model, cfg, self.device)
+        self.optimizers = make_optimizers(self.model, cfg, self.device)  # [AdamW] or [AdamW, Muon]
         # The data order: every rank draws the same global batch and trains on its own slice of it,
         # so the run does not depend on how many processes share it. Saved for resume.
         self.batch_gen = torch.Generator().manual_seed(cfg.seed)
         self.train_model = self._wrap_for_training()
         self.epoch, self.step, self.best_val = 0, 0, math.inf  # epoch = completed epochs
         self.epoch_loss_sum = 0.0  # training losses of the epoch in progress, for its mean
+        self.epoch_steps = 0  # steps done in the epoch in progress
         self.prior_wall, self.tokens_seen = 0.0, 0
         self.run_name = cfg.run_name or new_run_name(cfg.data)
         if resume is not None:
@@ -159,7 +173,12 @@ class Trainer(RunFiles):
             raise LabError(f"experiment path {str(self.run_dir)!r} is a file, not a directory")
         if resume is None and self.run_dir.exists() and any(self.run_dir.iterdir()):
             raise LabError(f"experiment folder {str(self.run_dir)!r} already holds a run; choose another --run_name")
-        if self.epoch >= cfg.epochs:
+        if cfg.time_budget and self.prior_wall >= cfg.time_budget:
+            raise LabError(
+                f"the checkpoint has already trained for {self.prior_wall:.1f}s; ask for --time_budget above "
+                f"{self.prior_wall:.0f} to train further"
+            )
+        if not cfg.time_budget and self.epoch >= cfg.epochs:
             raise LabError(
                 f"the checkpoint is already at epoch {self.epoch}; ask for --epochs above {self.epoch} to train further"
             )
@@ -188,13 +207,17 @@ class Trainer(RunFiles):
     def _restore(self, ckpt: dict) -> None:
         try:
             self.model.load_state_dict(ckpt["model_state"])
-            self.optimizer.load_state_dict(ckpt["optimizer_state"])
+            self.optimizers[0].load_state_dict(ckpt["optimizer_state"])
+            if len(self.optimizers) > 1:
+                self.optimizers[1].load_state_dict(ckpt["muon_state"])
         except (RuntimeError, KeyError, ValueError) as e:
             raise LabError(
                 f"cannot resume: the checkpoint's state does not fit its config ({str(e).splitlines()[0][:160]})"
             ) from None
         self.epoch, self.step = int(ckpt["epoch"]), int(ckpt["step"])
         self.epoch_loss_sum = float(ckpt.get("epoch_loss_sum", 0.0))
+        # Checkpoints from before time budgets: every epoch was full, so this is where the step stands.
+        self.epoch_steps = int(ckpt.get("epoch_steps", self.step - self.epoch * self.cfg.steps_per_epoch))
         self.best_val = float(ckpt.get("best_val_loss", math.inf))
         run = ckpt.get("run") or {}
         self.run_name = self.cfg.run_name or run.get("name") or self.run_name
@@ -226,8 +249,13 @@ class Trainer(RunFiles):
             f"{'resuming' if resumed else 'training'} a {model.num_params() / 1e6:.2f}M-parameter model on "
             f"{self.device}{f' x {self.dist.world_size} processes' if self.dist.enabled else ''}: "
             f"{len(splits.train):,} training and {len(splits.val):,} validation tokens, "
-            f"vocabulary {self.tokenizer.vocab_size}; epochs {self.epoch + 1}..{cfg.epochs}, "
-            f"{cfg.steps_per_epoch} steps of {self.tokens_per_step // splits.window} x {splits.window} tokens each"
+            f"vocabulary {self.tokenizer.vocab_size}; "
+            + (
+                f"for {cfg.time_budget:g}s of wall clock in all, epochs of "
+                if cfg.time_budget
+                else f"epochs {self.epoch + 1}..{cfg.epochs}, "
+            )
+            + f"{cfg.steps_per_epoch} steps of {self.tokens_per_step // splits.window} x {splits.window} tokens each"
         )
         self.log(f"checkpoints -> {self.out_dir}/   experiment log -> {self.run_dir}/")
         self.val_tokens = self._val_tokens()
@@ -236,7 +264,7 @@ class Trainer(RunFiles):
         model.train()
         try:
             with StopSignals() as signals:
-                while self.epoch < cfg.epochs:
+                while self._budget_share() < 1 if cfg.time_budget else self.epoch < cfg.epochs:
                     self._run_epoch(signals)
         finally:
             distributed.teardown()
@@ -286,25 +314,31 @@ class Trainer(RunFiles):
         """Train the rest of the epoch in progress (all of it, unless resuming mid-epoch), then evaluate and save."""
         cfg, splits = self.cfg, self.splits
         epoch, spe = self.epoch + 1, cfg.steps_per_epoch
-        total_steps = cfg.epochs * spe
+        total_steps, share, lr, done = cfg.epochs * spe, None, math.nan, 0  # done: steps in this call
         t_epoch, n_tokens = time.perf_counter(), self.tokens_per_step
         bar = tqdm(
             total=spe,
-            initial=self.step - self.epoch * spe,
-            desc=f"epoch {epoch}/{cfg.epochs}",
+            initial=self.epoch_steps,
+            desc=f"epoch {epoch}" + ("" if cfg.time_budget else f"/{cfg.epochs}"),
             unit="step",
             leave=False,
             dynamic_ncols=True,
             disable=None if self.progress and self.dist.is_main else True,
         )
-        while self.step < epoch * spe:
+        while self.epoch_steps < spe:
             if signals.requested is not None:
                 bar.close()
                 self._interrupted(signals.requested)
+            if cfg.time_budget:
+                share = self._budget_share()
+                if share >= 1:
+                    break  # the budget is spent: this epoch ends here
             t = time.perf_counter()
-            lr = lr_at(self.step, total_steps, cfg.warmup_steps, cfg.lr, cfg.lr * cfg.min_lr_ratio)
+            lr = lr_at(self.step, total_steps, cfg.warmup_steps, cfg.lr, cfg.lr * cfg.min_lr_ratio, cfg.schedule, share)
             loss = self._train_step(lr)
             self.step += 1
+            self.epoch_steps += 1
+            done += 1
             dt = time.perf_counter() - t
             self.train_time += dt
             self.session_tokens += n_tokens
@@ -318,15 +352,19 @@ class Trainer(RunFiles):
                 "lr": lr,
                 "tokens_per_sec": n_tokens / dt,
                 "mfu": mfu,
+                "wall_time": self._wall(),
             }
             self._write(lambda row=row: self.runlog.log_step(row))
             bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{n_tokens / dt:,.0f}", mfu=f"{100 * mfu:.0f}%", refresh=False)
             bar.update()
-            if cfg.save_every_steps and self.step % cfg.save_every_steps == 0 and self.step < epoch * spe:
+            if cfg.save_every_steps and self.step % cfg.save_every_steps == 0 and self.epoch_steps < spe:
                 self._save(["checkpoint.pt"])
         bar.close()
+        if self.epoch_steps == 0:  # the budget ran out before this epoch began: nothing to evaluate
+            return
         self.epoch = epoch
-        self.last_train, self.epoch_loss_sum = self.epoch_loss_sum / spe, 0.0
+        self.last_train = self.epoch_loss_sum / self.epoch_steps
+        self.epoch_loss_sum, self.epoch_steps = 0.0, 0
         self.last_val = math.nan  # only rank 0 evaluates: the other ranks' copies are identical
         if self.dist.is_main:
             self.last_val = evaluate_loss(self.model, self.val_tokens, splits.window, cfg.batch_size, self.device)
@@ -336,35 +374,37 @@ class Trainer(RunFiles):
         if is_best:
             self.best_val = score
         if not math.isnan(self.last_val):
-            self._write(lambda: self.runlog.set_val(self.last_val))
+            self._write(lambda: self.runlog.set_val(self.last_val, self._wall()))
         self._save([f"checkpoint_epoch_{epoch}.pt", "checkpoint.pt"] + (["best_model.pt"] if is_best else []))
         self._prune_epoch_checkpoints()
         self._write(lambda: self._write_epoch_logs(self.last_train, self.last_val))
         val = self.last_val
         val_part = "" if math.isnan(val) else f" | val loss {val:.4f} | val ppl {math.exp(val):.2f}"
         took = time.perf_counter() - t_epoch
+        of = "" if cfg.time_budget else f"/{cfg.epochs}"
         self.log(
-            f"epoch {epoch}/{cfg.epochs} | train loss {self.last_train:.4f}{val_part} | lr {lr:.2e} | "
-            f"{spe * n_tokens / max(took, 1e-9):,.0f} tok/s | {took:.1f}s{' | best' if is_best else ''}"
+            f"epoch {epoch}{of} | train loss {self.last_train:.4f}{val_part} | lr {lr:.2e} | "
+            f"{done * n_tokens / max(took, 1e-9):,.0f} tok/s | {took:.1f}s{' | best' if is_best else ''}"
         )
 
     def _interrupted(self, signum: int) -> None:
         """Save where the run stands and leave with the signal's exit status."""
         self._save(["checkpoint.pt"])
         path = self.out_dir / "checkpoint.pt"
+        length = f"--time_budget {self.cfg.time_budget:g}" if self.cfg.time_budget else f"--epochs {self.cfg.epochs}"
         raise TrainingInterrupted(
             f"stopped by signal at step {self.step} (epoch {self.epoch + 1}, "
-            f"{self.step - self.epoch * self.cfg.steps_per_epoch}/{self.cfg.steps_per_epoch} steps in); saved "
-            f"{path}. Resume with: mini-transformer-lab train --data {self.cfg.data} --resume {path} "
-            f"--epochs {self.cfg.epochs}",
+            f"{self.epoch_steps}/{self.cfg.steps_per_epoch} steps in); saved "
+            f"{path}. Resume with: mini-transformer-lab train --data {self.cfg.data} --resume {path} {length}",
             EXIT_CODES.get(signum, 130),
         )
 
     def _train_step(self, lr: float) -> float:
         """One optimizer step over grad_accum micro-batches on each rank; returns the mean loss of the step."""
         cfg, splits, world, rank = self.cfg, self.splits, self.dist.world_size, self.dist.rank
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
+        for opt in self.optimizers:
+            for group in opt.param_groups:
+                group["lr"] = lr
         B = cfg.batch_size
         # The whole step's windows are drawn at once, the same on every rank: micro-batch m of rank r
         # is slice m * world + r. So 1 process x grad_accum 4 sees what 4 processes x 1 would.
@@ -383,7 +423,8 @@ class Trainer(RunFiles):
                 self.scaler.scale(loss / cfg.grad_accum).backward()
             total += loss.detach()
         if self.scaler.is_enabled():
-            self.scaler.unscale_(self.optimizer)  # clip the true gradients, not the scaled ones
+            for opt in self.optimizers:
+                self.scaler.unscale_(opt)  # clip the true gradients, not the scaled ones
         if cfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
         value = distributed.mean_across_ranks(total.item() / cfg.grad_accum, self.dist, self.device)
@@ -392,10 +433,16 @@ class Trainer(RunFiles):
                 f"the loss became {value} at step {self.step + 1}; training stopped before that "
                 f"update (try a lower --lr than {cfg.lr:g})"
             )
-        self.scaler.step(self.optimizer)
+        for opt in self.optimizers:
+            self.scaler.step(opt)
         self.scaler.update()
-        self.optimizer.zero_grad(set_to_none=True)
+        for opt in self.optimizers:
+            opt.zero_grad(set_to_none=True)
         return value
+
+    def _budget_share(self) -> float:
+        """The share of --time_budget spent so far (the slowest rank's, so that all ranks stop together)."""
+        return distributed.max_across_ranks(self._wall() / self.cfg.time_budget, self.dist, self.device)
 
     def _tokens_per_sec(self) -> float:
         return self.session_tokens / self.train_time if self.train_time else 0.0

@@ -1,5 +1,6 @@
 """The command line as a user meets it: the seed's commands, and bad input of every kind."""
 
+import json
 import shutil
 
 import pytest
@@ -136,6 +137,37 @@ def test_dashed_and_underscored_flags(tmp_path, monkeypatch, capsys):
     assert "--- sample 2 ---" in out
 
 
+def test_architecture_switches_from_the_command_line(tmp_path, monkeypatch, capsys):
+    shutil.copy(EXAMPLE, tmp_path / "t.txt")
+    switches = ["--pos-encoding", "rope", "--norm", "rmsnorm", "--qk_norm", "--mlp", "swiglu"]
+    switches += ["--no_tie_embeddings", "--no-bias", "--logit_softcap", "30"]
+    args = ["train", "--data", "t.txt", "--epochs", "1", *FAST, "--steps_per_epoch", "2", *switches]
+    code, out, err = cli(args, tmp_path, monkeypatch, capsys)
+    assert code == 0, err
+    cfg = load_checkpoint(tmp_path / "checkpoints" / "checkpoint.pt")["model_config"]
+    assert (cfg["pos_encoding"], cfg["norm"], cfg["qk_norm"], cfg["mlp"]) == ("rope", "rmsnorm", True, "swiglu")
+    assert (cfg["tie_embeddings"], cfg["bias"], cfg["logit_softcap"]) == (False, False, 30.0)
+    code, out, err = cli(
+        ["generate", "--checkpoint", "checkpoint.pt", "--max_new_tokens", "40", "--seed", "1"],
+        tmp_path,
+        monkeypatch,
+        capsys,
+    )
+    assert code == 0 and len(out) > 40, err
+    code, out, err = cli(["info", "--checkpoint", "checkpoint.pt"], tmp_path, monkeypatch, capsys)
+    assert code == 0 and "mlp: swiglu" in out and "tie_embeddings: False" in out, err
+
+
+def test_time_budget_from_the_command_line(tmp_path, monkeypatch, capsys):
+    shutil.copy(EXAMPLE, tmp_path / "t.txt")
+    args = ["train", "--data", "t.txt", *FAST, "--time_budget", "1.5", "--optimizer", "muon", "--schedule", "wsd"]
+    code, out, err = cli(args, tmp_path, monkeypatch, capsys)
+    assert code == 0, err
+    assert "for 1.5s of wall clock in all" in out and "done: best val loss" in out
+    summary = json.loads(next((tmp_path / "experiments").glob("*/summary.json")).read_text())
+    assert summary["steps"] > 0 and summary["wall_time_sec"] >= 1.5
+
+
 def test_generate_is_reproducible_with_seed(trained, monkeypatch, capsys):
     args = ["generate", "--checkpoint", "checkpoint.pt", "--prompt", "The", "--max_new_tokens", "40", "--seed", "5"]
     a = cli(args, trained, monkeypatch, capsys)
@@ -166,6 +198,22 @@ BAD_TRAIN = [
     (["--data", "ok.txt", "--device", "tpu"], "choose one of auto"),
     (["--data", "ok.txt", "--out_dir", "afile"], "is a file, not a directory"),
     (["--data", "ok.txt", "--pos_encoding", "rotary"], "invalid choice"),
+    (["--data", "ok.txt", "--norm", "batchnorm"], "invalid choice: 'batchnorm'"),
+    (["--data", "ok.txt", "--mlp", "tanh"], "invalid choice: 'tanh'"),
+    (["--data", "ok.txt", "--logit_softcap", "-1"], "logit_softcap must be in"),
+    (["--data", "ok.txt", "--pos_encoding", "rope", "--d_model", "36", "--n_heads", "4"], "must be even"),
+    (["--data", "ok.txt", "--resume", "checkpoint.pt", "--no_bias"], "--bias False contradicts the checkpoint"),
+    (["--data", "ok.txt", "--optimizer", "sgd"], "invalid choice: 'sgd'"),
+    (["--data", "ok.txt", "--time_budget", "-5"], "time_budget must be in"),
+    (["--data", "ok.txt", "--preset", "huge"], "invalid choice: 'huge'"),
+    (["--data", "ok.txt", "--config", "missing.toml"], "config file 'missing.toml' does not exist"),
+    (["--data", "ok.txt", "--config", "ok.txt"], "give a .toml or .json file"),
+    (["--data", "ok.txt", "--config", "typo.toml"], "unknown setting 'n_layer' (did you mean 'n_layers'?)"),
+    (["--data", "ok.txt", "--config", "wrongtype.toml"], "epochs must be a whole number, got 'ten'"),
+    (["--data", "ok.txt", "--config", "broken.toml"], "is not valid TOML"),
+    (["--data", "ok.txt", "--resume", "checkpoint.pt", "--time_budget", "0.001"], "ask for --time_budget above"),
+    (["--data", "ok.txt", "--schedule", "linear"], "invalid choice: 'linear'"),
+    (["--data", "ok.txt", "--resume", "checkpoint.pt", "--optimizer", "muon"], "trained with adamw"),
     (["--data", "ok.txt", "--bogus", "1"], "unrecognized arguments: --bogus"),
     (["--epochs", "2"], "needs --data"),
     (["--data", "ok.txt", "--resume", "nothere.pt"], "looked for nothere.pt and checkpoints/nothere.pt"),
@@ -222,6 +270,23 @@ BAD_OTHER = [
         "--vocab_size is for --tokenizer bpe",
     ),
     ("prepare", ["--data", "ok.txt", "--out", "new_prep", "--tokenizer", "unigram"], "invalid choice: 'unigram'"),
+    ("attention", ["--checkpoint", "checkpoint.pt", "--prompt", "The", "--out", "a.jpg"], "ending in .png"),
+    ("attention", ["--checkpoint", "checkpoint.pt", "--prompt", "The", "--out", "nodir/a.png"], "does not exist"),
+    ("attention", ["--checkpoint", "checkpoint.pt", "--prompt", "The", "--out", "a.png", "--layer", "1"], "together"),
+    (
+        "attention",
+        ["--checkpoint", "checkpoint.pt", "--prompt", "The", "--out", "a.png", "--layer", "5", "--head", "0"],
+        "this model has layers 0..1 and heads 0..3",
+    ),
+    ("attention", ["--checkpoint", "checkpoint.pt", "--prompt", "", "--out", "a.png"], "at least one character"),
+    ("attention", ["--checkpoint", "checkpoint.pt", "--prompt", "Zed", "--out", "a.png"], "not in the model's vocab"),
+    ("attention", ["--checkpoint", "checkpoint.pt", "--prompt", "e" * 40, "--out", "a.png"], "attends over at most 32"),
+    ("compare", ["missing_run"], "run directory 'missing_run' does not exist"),
+    ("compare", ["adir"], "'adir' is not a run directory (it has no config.json)"),
+    ("compare", ["afile"], "'afile' is not a directory"),
+    ("compare", ["nothing*"], "'nothing*' matches no run directory"),
+    ("compare", ["adir", "--out", "cmp.jpg"], "give a file name ending in .png"),
+    ("compare", [], "the following arguments are required: RUN_DIR"),
     ("frobnicate", [], "invalid choice: 'frobnicate'"),
 ]
 

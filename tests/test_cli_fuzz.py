@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from minilab.cli import main
 from tests.conftest import EXAMPLE, TINY_MODEL_FLAGS
 
-COMMANDS = ["train", "generate", "info", "eval", "export", "bogus", ""]
+COMMANDS = ["train", "generate", "info", "eval", "export", "attention", "compare", "bogus", ""]
 FLAGS = [
     "--data",
     "--epochs",
@@ -45,6 +45,17 @@ FLAGS = [
     "--vocab-size",
     "--batch-size",
     "--top-p",
+    "--norm",
+    "--mlp",
+    "--qk_norm",
+    "--no_bias",
+    "--logit_softcap",
+    "--optimizer",
+    "--schedule",
+    "--preset",
+    "--config",
+    "--layer",
+    "--head",
     "--nope",
     "-x",
 ]
@@ -74,6 +85,10 @@ VALUES = [
     "char",
     "256",
     "300",
+    "rope",
+    "muon",
+    "tiny",
+    "x.png",
     "héllo",
     "\x00",
     "../x",

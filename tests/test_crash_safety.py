@@ -27,11 +27,12 @@ def _model_cfg():
     return tiny_model_config(context_length=32, dropout=0.1)
 
 
-def test_sigint_mid_epoch_saves_and_resume_is_bitwise_exact(tmp_path):
-    Trainer(tiny_train_config(tmp_path / "a"), _model_cfg(), **QUIET).fit()
+@pytest.mark.parametrize("optimizer", ["adamw", "muon"])
+def test_sigint_mid_epoch_saves_and_resume_is_bitwise_exact(tmp_path, optimizer):
+    Trainer(tiny_train_config(tmp_path / "a", optimizer=optimizer), _model_cfg(), **QUIET).fit()
     straight = load_checkpoint(tmp_path / "a" / "checkpoints" / "checkpoint.pt")
 
-    trainer = Trainer(tiny_train_config(tmp_path / "b"), _model_cfg(), **QUIET)
+    trainer = Trainer(tiny_train_config(tmp_path / "b", optimizer=optimizer), _model_cfg(), **QUIET)
     real_step = trainer._train_step
 
     def step_then_interrupt(lr):
@@ -44,13 +45,17 @@ def test_sigint_mid_epoch_saves_and_resume_is_bitwise_exact(tmp_path):
     with pytest.raises(TrainingInterrupted) as e:
         trainer.fit()
     assert e.value.exit_code == 130 and "Resume with: mini-transformer-lab train" in str(e.value)
-    mid = load_checkpoint(tmp_path / "b" / "checkpoints" / "checkpoint.pt")
+    mid = load_checkpoint(tmp_path / "b" / "checkpoints" / "checkpoint.pt")  # weights_only=True
     assert mid["step"] == 7 and mid["epoch"] == 1
+    assert ("muon_state" in mid) == (optimizer == "muon")
     cfg, _ = resume_configs(mid, {}, {})
     Trainer(cfg, resume=mid, **QUIET).fit()
     resumed = load_checkpoint(tmp_path / "b" / "checkpoints" / "checkpoint.pt")
     for name, tensor in straight["model_state"].items():
         assert torch.equal(tensor, resumed["model_state"][name]), name
+    if optimizer == "muon":  # the momentum buffers continued too
+        for a, b in zip(straight["muon_state"]["state"].values(), resumed["muon_state"]["state"].values()):
+            assert torch.equal(a["momentum_buffer"], b["momentum_buffer"])
     assert resumed["best_val_loss"] == straight["best_val_loss"]
     rows = list(csv.DictReader(open(tmp_path / "b" / "experiments" / "run" / "metrics.csv")))
     assert [int(r["step"]) for r in rows] == list(range(1, 11))  # no duplicated or missing rows

@@ -34,6 +34,19 @@ def test_export_round_trip_gives_identical_logits(tmp_path, model_and_tok):
     assert torch.equal(model(idx)[0], again(idx)[0])
 
 
+def test_export_round_trip_of_an_untied_modern_model(tmp_path):
+    torch.manual_seed(1)
+    tok = CharTokenizer.from_text("the quick brown fox\n")
+    cfg = tiny_model_config(vocab_size=tok.vocab_size, tie_embeddings=False, pos_encoding="rope", norm="rmsnorm")
+    model = GPT(cfg).eval()
+    export_model(model, tok, tmp_path / "m")
+    again, _, _ = load_model(tmp_path / "m")
+    assert again.lm_head.weight is not again.tok_emb.weight
+    assert torch.equal(again.lm_head.weight, model.lm_head.weight)
+    idx = torch.tensor([tok.encode("the fox")])
+    assert torch.equal(model(idx)[0], again(idx)[0])
+
+
 def test_export_refuses_to_overwrite_and_bad_dirs_are_named(tmp_path, model_and_tok):
     model, tok = model_and_tok
     export_model(model, tok, tmp_path / "e")
@@ -69,6 +82,27 @@ def test_parameter_breakdown_adds_up(model_and_tok):
     assert parts["position embedding"] == 16 * 32
     report = describe(model, tok, None)
     assert "vocabulary: 17 char tokens" in report and "training history: none" in report
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_parameter_breakdown_by_component_counted_by_hand(tied):
+    """d=32, 4 heads, 2 layers, d_ff=64, vocab 20, rmsnorm + qk-norm, no biases: every count from the shapes."""
+    cfg = tiny_model_config(norm="rmsnorm", qk_norm=True, bias=False, tie_embeddings=tied, pos_encoding="rope")
+    model = GPT(cfg)
+    parts = dict(parameters_by_component(model))
+    d, ff, V, L, hs = 32, 64, 20, 2, 8
+    expected = {
+        "token embedding (shared with the output head)" if tied else "token embedding": V * d,
+        "norms": L * (2 * d + 2 * hs) + d,  # two block norms and q/k norms per layer, the final norm
+        "attention (q, k, v and output projections)": L * (3 * d * d + d * d),
+        "feed-forward": L * (2 * d * ff),
+        **({} if tied else {"output head": V * d}),
+    }
+    assert parts == expected and sum(parts.values()) == model.num_params()
+    report = describe(model, CharTokenizer([chr(97 + i) for i in range(20)]), None)
+    assert "architecture: rope positions, rmsnorm, qk-norm, gelu MLP, " in report
+    assert ("tied head" if tied else "untied head, no biases") in report
+    assert ("output head: 640" in report) != tied
 
 
 def test_score_text_is_the_last_fraction_every_position(model_and_tok):

@@ -21,7 +21,7 @@ def test_bf16_autocast_training_with_fused_adamw_and_tf32(tmp_path):
         log=lambda *_: None,
         progress=False,
     )
-    assert trainer.optimizer.defaults["fused"] is True
+    assert trainer.optimizers[0].defaults["fused"] is True
     expected = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     assert trainer.amp_dtype == expected
     result = trainer.fit()

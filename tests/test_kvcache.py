@@ -10,21 +10,39 @@ from minilab.kvcache import KVCache, prefill
 from minilab.model import GPT
 from tests.conftest import tiny_model_config
 
-POS = ["sinusoidal", "learned"]
+POS = ["sinusoidal", "learned", "rope", "none"]
+# Every architecture switch on its own (and all the modern ones together), as ModelConfig overrides.
+ARCHS = {
+    **{pos: {"pos_encoding": pos} for pos in POS},
+    "rmsnorm": {"norm": "rmsnorm"},
+    "qk_norm": {"qk_norm": True},
+    "relu2": {"mlp": "relu2"},
+    "swiglu": {"mlp": "swiglu"},
+    "softcap": {"logit_softcap": 2.0},  # small enough that the cap really bends the logits
+    "no_bias": {"bias": False},
+    "untied": {"tie_embeddings": False},
+    "modern": {"pos_encoding": "rope", "norm": "rmsnorm", "qk_norm": True, "mlp": "relu2"},
+}
+CLASSIC = {"sinusoidal", "learned"}  # the architectures FastDecoder spells out
 # The batch engine at batch 2, and the single-sequence fast path that generate() uses at batch 1.
 DECODERS = {"cached": (lambda m: CachedDecoder(m, batch_size=2), 2), "fast": (FastDecoder, 1)}
+CASES = [(arch, kind) for arch in ARCHS for kind in DECODERS if kind == "cached" or arch in CLASSIC]
 
 
-def _model(pos, seed=0):
+def _model(arch, seed=0):
     torch.manual_seed(seed)
-    return GPT(tiny_model_config(pos_encoding=pos)).eval()
+    model = GPT(tiny_model_config(**ARCHS[arch])).eval()
+    with torch.no_grad():  # fresh norms are all ones and zeros: give them something to get wrong
+        for p in model.parameters():
+            if p.dim() == 1:
+                p.add_(0.1 * torch.randn_like(p))
+    return model
 
 
-@pytest.mark.parametrize("pos", POS)
-@pytest.mark.parametrize("kind", DECODERS)
+@pytest.mark.parametrize(("arch", "kind"), CASES)
 @torch.no_grad()
-def test_cached_logits_match_full_forward_through_3x_context(pos, kind):
-    model = _model(pos)
+def test_cached_logits_match_full_forward_through_3x_context(arch, kind):
+    model = _model(arch)
     ctx = model.cfg.context_length
     g = torch.Generator().manual_seed(1)
     make, batch = DECODERS[kind]
@@ -41,7 +59,12 @@ def test_cached_logits_match_full_forward_through_3x_context(pos, kind):
     assert slides >= 3  # the window slid, and the logits kept matching after it
 
 
-@pytest.mark.parametrize("pos", POS)
+def test_fast_decoder_takes_only_the_classic_architecture():
+    for arch in ARCHS:
+        assert FastDecoder.supports(_model(arch)) == (arch in CLASSIC), arch
+
+
+@pytest.mark.parametrize("pos", sorted(CLASSIC))
 @torch.no_grad()
 def test_fast_decoder_matches_the_model_at_the_seed_config(pos):
     """Full size (256 wide, 8 heads, 4 layers, context 256), past the window: within 1e-5 at every step."""
@@ -66,10 +89,10 @@ def test_the_exponential_race_draws_what_multinomial_draws():
         assert torch.equal(ours, torch.multinomial(probs, 1, generator=torch.Generator().manual_seed(i)))
 
 
-@pytest.mark.parametrize("pos", POS)
+@pytest.mark.parametrize("arch", ARCHS)
 @pytest.mark.parametrize("batch", [1, 3])
-def test_greedy_is_identical_with_and_without_cache(pos, batch):
-    model = _model(pos, seed=2)
+def test_greedy_is_identical_with_and_without_cache(arch, batch):
+    model = _model(arch, seed=2)
     prompt = torch.randint(0, 20, (batch, 4), generator=torch.Generator().manual_seed(3))
     n = model.cfg.context_length - 4  # the whole window: both loops see exactly the same tokens
     cached = torch.cat(list(generate(model, prompt, n, temperature=0)), dim=1)
@@ -93,11 +116,12 @@ def test_generation_runs_3x_past_the_context(pos, batch):
     assert len(out) == 3 * model.cfg.context_length and all(t.shape == (batch, 1) for t in out)
 
 
+@pytest.mark.parametrize("arch", ["learned", "rope"])
 @torch.no_grad()
-def test_several_new_tokens_after_cached_ones():
-    """A chunk of T > 1 tokens after cached ones uses the offset causal mask (both attention paths)."""
+def test_several_new_tokens_after_cached_ones(arch):
+    """A chunk of T > 1 tokens after cached ones uses the offset causal mask (and rope offset), both paths."""
     for fused in (True, False):
-        model = _model("learned")
+        model = _model(arch)
         model.set_fused_attention(fused)
         idx = torch.randint(0, 20, (2, 12), generator=torch.Generator().manual_seed(4))
         cache = KVCache.for_model(model, 2)

@@ -3,15 +3,18 @@ import math
 import pytest
 import torch
 
+from minilab.config import ModelConfig
+from minilab.layers import RMSNorm, swiglu_hidden
 from minilab.model import GPT, explicit_attention
+from minilab.positions import Rotary
 from tests.conftest import tiny_model_config
+from tests.test_kvcache import ARCHS, _model
 
 
-@pytest.mark.parametrize("pos", ["sinusoidal", "learned"])
-def test_causality(pos):
+@pytest.mark.parametrize("arch", ARCHS)
+def test_causality(arch):
     """Changing a later token never changes the logits at earlier positions."""
-    torch.manual_seed(0)
-    model = GPT(tiny_model_config(pos_encoding=pos)).eval()
+    model = _model(arch)
     idx = torch.randint(0, 20, (2, 16))
     changed = idx.clone()
     changed[:, 10:] = (changed[:, 10:] + 1) % 20
@@ -21,10 +24,9 @@ def test_causality(pos):
     assert not torch.allclose(a[:, 10:], b[:, 10:], atol=1e-3)
 
 
-@pytest.mark.parametrize("pos", ["sinusoidal", "learned"])
-def test_explicit_and_fused_attention_agree(pos):
-    torch.manual_seed(1)
-    model = GPT(tiny_model_config(pos_encoding=pos)).eval()
+@pytest.mark.parametrize("arch", ARCHS)
+def test_explicit_and_fused_attention_agree(arch):
+    model = _model(arch, seed=1)
     idx = torch.randint(0, 20, (3, 16))
     fused, _ = model(idx)
     model.set_fused_attention(False)
@@ -92,3 +94,97 @@ def test_sinusoidal_table_not_saved_learned_is():
     learned = GPT(tiny_model_config(pos_encoding="learned")).state_dict()
     assert not any("pos_table" in k for k in sin)
     assert "pos_emb.weight" in learned
+
+
+def test_rope_matches_a_complex_number_reference():
+    """RoPE is multiplication by e^(i p theta_j) of the complex numbers (x_j, x_(j + hs/2))."""
+    torch.manual_seed(6)
+    hs, T, start = 8, 5, 3
+    x = torch.randn(2, 3, T, hs, dtype=torch.float64)
+    ours = Rotary(hs, 16)(x.float(), start).double()
+    theta = 10000.0 ** (-torch.arange(0, hs, 2, dtype=torch.float64) / hs)  # (hs/2,)
+    pos = torch.arange(start, start + T, dtype=torch.float64)[:, None]  # (T, 1)
+    z = torch.complex(x[..., : hs // 2], x[..., hs // 2 :]) * torch.polar(torch.ones(T, hs // 2).double(), pos * theta)
+    ref = torch.cat([z.real, z.imag], dim=-1)
+    assert torch.allclose(ours, ref, atol=1e-5)
+
+
+def test_rope_scores_depend_only_on_the_distance():
+    torch.manual_seed(7)
+    rot = Rotary(8, 64)
+    q, k = torch.randn(1, 1, 1, 8), torch.randn(1, 1, 1, 8)
+    scores = [(rot(q, p + 5) * rot(k, p)).sum().item() for p in (0, 11, 40)]
+    assert scores == pytest.approx([scores[0]] * 3, abs=1e-5)
+    assert (rot(q, 5) * rot(k, 0)).sum().item() != pytest.approx((rot(q, 6) * rot(k, 0)).sum().item(), abs=1e-3)
+
+
+def test_rmsnorm_is_the_formula():
+    torch.manual_seed(8)
+    norm = RMSNorm(6)
+    with torch.no_grad():
+        norm.weight.copy_(torch.randn(6))
+    x = torch.randn(3, 4, 6) * 5 + 2
+    ref = x / torch.sqrt((x**2).mean(-1, keepdim=True) + 1e-5) * norm.weight
+    assert torch.allclose(norm(x), ref, atol=1e-5)
+
+
+def test_each_switch_builds_what_it_says():
+    d, ff = 32, 64
+    base = GPT(tiny_model_config()).num_params()
+    swiglu = GPT(tiny_model_config(mlp="swiglu"))
+    assert swiglu_hidden(ff) == 43 and swiglu.blocks[0].mlp.fc.weight.shape == (2 * 43, d)
+    assert abs(swiglu.num_params() - base) / base < 0.02  # comparable parameter count
+    untied = GPT(tiny_model_config(tie_embeddings=False))
+    assert untied.lm_head.weight is not untied.tok_emb.weight
+    assert untied.num_params() == base + 20 * d
+    no_bias = GPT(tiny_model_config(bias=False))
+    assert not any(n.endswith(".bias") for n, _ in no_bias.named_parameters())
+    rms = GPT(tiny_model_config(norm="rmsnorm", qk_norm=True))
+    assert isinstance(rms.ln_f, RMSNorm) and isinstance(rms.blocks[1].attn.k_norm, RMSNorm)
+    for pos in ("rope", "none"):
+        assert not any("pos" in n for n, _ in GPT(tiny_model_config(pos_encoding=pos)).state_dict().items())
+
+
+def test_logit_softcap_is_c_tanh_of_the_raw_logits():
+    torch.manual_seed(9)
+    raw_model = GPT(tiny_model_config())
+    capped = GPT(tiny_model_config(logit_softcap=0.1))
+    capped.load_state_dict(raw_model.state_dict())
+    idx = torch.randint(0, 20, (2, 16))
+    raw, _ = raw_model(idx)
+    logits, _ = capped(idx)
+    assert raw.abs().max() > 0.2  # the cap bends something
+    assert torch.allclose(logits, 0.1 * torch.tanh(raw / 0.1), atol=1e-6) and logits.abs().max() <= 0.1
+
+
+def test_config_saved_before_the_switches_loads_with_the_seed_defaults():
+    old = {k: v for k, v in tiny_model_config().to_dict().items()}
+    for key in ("norm", "qk_norm", "mlp", "tie_embeddings", "bias", "logit_softcap"):
+        del old[key]
+    cfg = ModelConfig.from_dict(old)
+    assert (cfg.norm, cfg.qk_norm, cfg.mlp, cfg.tie_embeddings, cfg.bias, cfg.logit_softcap) == (
+        "layernorm",
+        False,
+        "gelu",
+        True,
+        True,
+        0.0,
+    )
+    GPT(cfg).load_state_dict(GPT(tiny_model_config()).state_dict())  # the same parameters as before
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"norm": "batchnorm"}, "norm 'batchnorm': choose one of layernorm, rmsnorm"),
+        ({"mlp": "tanh"}, "mlp 'tanh': choose one of gelu"),
+        ({"qk_norm": 1}, "qk_norm must be true or false"),
+        ({"logit_softcap": -1.0}, "logit_softcap must be in"),
+        ({"pos_encoding": "rope", "d_model": 36, "n_heads": 4}, "must be even"),
+    ],
+)
+def test_bad_switches_are_refused(overrides, message):
+    from minilab.errors import LabError
+
+    with pytest.raises(LabError, match=message):
+        tiny_model_config(**overrides)

@@ -22,6 +22,43 @@ def test_lr_schedule_warmup_then_cosine():
     assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
     assert all(a >= b for a, b in zip(lrs[9:], lrs[10:]))
     assert lrs[-1] == pytest.approx(0.1, abs=1e-3)
+    # halfway through the decay: exactly between peak and floor
+    assert lr_at(55, 100, 10, 1.0, 0.1) == pytest.approx(0.55)
+
+
+def test_lr_schedule_wsd_and_constant():
+    wsd = [lr_at(s, 110, 10, 1.0, 0.1, "wsd") for s in range(111)]
+    assert wsd[0] == pytest.approx(0.1) and wsd[9] == pytest.approx(1.0)
+    assert wsd[10:91] == pytest.approx([1.0] * 81) and wsd[91] < 0.99  # stable for 80% of the steps after warmup
+    assert wsd[100] == pytest.approx(0.1 + 0.9 * 0.5)  # linear: half way down at 90%
+    assert wsd[110] == pytest.approx(0.1) and all(a > b for a, b in zip(wsd[90:], wsd[91:]))
+    const = [lr_at(s, 100, 10, 1.0, 0.1, "constant") for s in range(100)]
+    assert const[0] == pytest.approx(0.1) and const[10:] == pytest.approx([1.0] * 90)
+
+
+def test_lr_schedule_follows_progress_when_given():
+    """A time budget passes the share of the budget spent: the step count no longer matters."""
+    assert lr_at(50, 100, 10, 1.0, 0.0, "cosine", progress=0.0) == pytest.approx(1.0)
+    assert lr_at(3, 100, 10, 1.0, 0.0, "cosine", progress=0.9) == pytest.approx(0.4)  # still warming up
+    assert lr_at(500, 100, 10, 1.0, 0.0, "wsd", progress=0.9) == pytest.approx(0.5)
+    assert lr_at(500, 100, 10, 1.0, 0.0, "cosine", progress=1.7) == pytest.approx(0.0)
+
+
+def test_muon_takes_the_hidden_matrices_and_adamw_the_rest(tmp_path):
+    quiet = dict(log=lambda *_: None, progress=False)
+    trainer = Trainer(tiny_train_config(tmp_path, optimizer="muon"), _model_cfg(tie_embeddings=False), **quiet)
+    adamw, muon = trainer.optimizers
+    assert isinstance(adamw, torch.optim.AdamW) and isinstance(muon, torch.optim.Muon)
+    names = {id(p): n for n, p in trainer.model.named_parameters()}
+    in_muon = {names[id(p)] for g in muon.param_groups for p in g["params"]}
+    in_adamw = {names[id(p)] for g in adamw.param_groups for p in g["params"]}
+    assert in_muon == {
+        f"blocks.{i}.{m}.weight" for i in range(2) for m in ("attn.qkv", "attn.proj", "mlp.fc", "mlp.proj")
+    }
+    assert in_adamw == set(names.values()) - in_muon  # every parameter once, nothing twice
+    assert {"tok_emb.weight", "lm_head.weight", "ln_f.weight", "blocks.0.attn.qkv.bias"} <= in_adamw
+    result = trainer.fit()
+    assert math.isfinite(result.final_val_loss)
 
 
 def test_run_writes_checkpoints_and_experiment_files(tmp_path):
@@ -68,11 +105,11 @@ def test_loss_goes_down(tmp_path):
     assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"]) - 0.5
 
 
-@pytest.mark.parametrize("pos", ["sinusoidal", "learned"])
-def test_resume_gives_identical_weights(tmp_path, pos):
+@pytest.mark.parametrize(("pos", "optimizer"), [("sinusoidal", "adamw"), ("learned", "adamw"), ("rope", "muon")])
+def test_resume_gives_identical_weights(tmp_path, pos, optimizer):
     """2 epochs straight == resume from the epoch-1 checkpoint for the 2nd epoch (dropout on: RNG matters)."""
     quiet = dict(log=lambda *_: None, progress=False)
-    Trainer(tiny_train_config(tmp_path / "a"), _model_cfg(pos_encoding=pos), **quiet).fit()
+    Trainer(tiny_train_config(tmp_path / "a", optimizer=optimizer), _model_cfg(pos_encoding=pos), **quiet).fit()
     straight = load_checkpoint(tmp_path / "a" / "checkpoints" / "checkpoint.pt")
     mid = load_checkpoint(tmp_path / "a" / "checkpoints" / "checkpoint_epoch_1.pt")
     flags = {"out_dir": str(tmp_path / "b" / "checkpoints"), "experiments_dir": str(tmp_path / "b" / "exp")}
@@ -102,6 +139,8 @@ def test_resume_refuses_contradicting_architecture_and_finished_runs(tmp_path):
     ckpt = load_checkpoint(tmp_path / "checkpoints" / "checkpoint.pt")
     with pytest.raises(LabError, match="--d_model 64 contradicts the checkpoint"):
         resume_configs(ckpt, {}, {"d_model": 64})
+    with pytest.raises(LabError, match="--optimizer muon contradicts the checkpoint, which was trained with adamw"):
+        resume_configs(ckpt, {"optimizer": "muon"}, {})
     resume_configs(ckpt, {}, {"d_model": 32})  # agreeing is fine
     train_cfg, _ = resume_configs(ckpt, {"epochs": 1}, {})
     with pytest.raises(LabError, match="already at epoch 1"):
@@ -168,3 +207,64 @@ def test_compiled_training_saves_plain_weights(tmp_path):
     ckpt = load_checkpoint(tmp_path / "checkpoints" / "checkpoint.pt")
     assert not any(k.startswith("_orig_mod") for k in ckpt["model_state"])
     assert ckpt["train_args"]["compile"] is True
+
+
+def _clocked(trainer: Trainer, seconds_per_step: float = 1.0) -> Trainer:
+    """Replace the trainer's wall clock by one that advances exactly per step, so budgets are deterministic."""
+    trainer._wall = lambda: trainer.prior_wall + (trainer.step - trainer.start_step) * seconds_per_step
+    trainer.start_step = trainer.step
+    return trainer
+
+
+def test_time_budget_ends_the_run_mid_epoch_with_an_evaluation(tmp_path):
+    quiet = dict(log=lambda *_: None, progress=False)
+    cfg = tiny_train_config(tmp_path, time_budget=7.5, warmup_steps=2, epochs=1)  # epochs: no longer the limit
+    result = _clocked(Trainer(cfg, _model_cfg(), **quiet)).fit()
+    assert result.steps == 8 and result.epochs == 2  # 5 steps, then 3 of the next 5 when the budget runs out
+    rows = list(csv.DictReader(open(result.run_dir / "metrics.csv")))
+    assert [r["val_loss"] != "" for r in rows] == [False] * 4 + [True] + [False] * 2 + [True]
+    # The schedule runs over the budget: progress = seconds spent / budget, not steps / planned steps.
+    expected = [lr_at(s, 0, 2, 3e-3, 3e-4, "cosine", progress=s / 7.5) for s in range(8)]
+    assert [float(r["lr"]) for r in rows] == pytest.approx(expected, rel=1e-5)
+    ckpt = load_checkpoint(tmp_path / "checkpoints" / "checkpoint.pt")
+    assert ckpt["step"] == 8 and ckpt["epoch"] == 2 and ckpt["epoch_steps"] == 0
+    assert math.isfinite(result.final_val_loss) and (tmp_path / "checkpoints" / "checkpoint_epoch_2.pt").exists()
+    assert json.loads((result.run_dir / "summary.json").read_text())["steps"] == 8
+
+
+def test_time_budget_resume_continues_toward_a_larger_budget(tmp_path):
+    quiet = dict(log=lambda *_: None, progress=False)
+    _clocked(Trainer(tiny_train_config(tmp_path, time_budget=7.5, warmup_steps=2), _model_cfg(), **quiet)).fit()
+    ckpt = load_checkpoint(tmp_path / "checkpoints" / "checkpoint.pt")
+    assert ckpt["run"]["wall_time"] == 8.0
+    with pytest.raises(LabError, match="already trained for 8.0s; ask for --time_budget above 8"):
+        Trainer(resume_configs(ckpt, {}, {})[0], resume=ckpt, **quiet)
+    train_cfg, _ = resume_configs(ckpt, {"time_budget": 12.0}, {})
+    result = _clocked(Trainer(train_cfg, resume=ckpt, **quiet)).fit()
+    assert result.steps == 12 and result.epochs == 3  # a new epoch after the short one, cut at 12 s
+    rows = list(csv.DictReader(open(result.run_dir / "metrics.csv")))
+    assert [int(r["step"]) for r in rows] == list(range(1, 13))
+    assert float(rows[-1]["lr"]) == pytest.approx(lr_at(11, 0, 2, 3e-3, 3e-4, "cosine", progress=11 / 12))
+
+
+def test_a_checkpoint_from_before_the_switches_loads_and_resumes(tmp_path):
+    """Strip every key this version added; the file must load with the seed's defaults and resume exactly."""
+    from minilab.checkpoint import load_model, save_checkpoint
+
+    quiet = dict(log=lambda *_: None, progress=False)
+    Trainer(tiny_train_config(tmp_path / "a"), _model_cfg(), **quiet).fit()
+    new = load_checkpoint(tmp_path / "a" / "checkpoints" / "checkpoint_epoch_1.pt")
+    old = {k: v for k, v in new.items() if k not in ("format", "format_version", "epoch_steps")}
+    for key in ("norm", "qk_norm", "mlp", "tie_embeddings", "bias", "logit_softcap"):
+        del old["model_config"][key]
+    for key in ("optimizer", "schedule", "time_budget"):
+        del old["train_args"][key]
+    save_checkpoint(tmp_path / "old.pt", old)
+    model, _, ckpt = load_model(tmp_path / "old.pt")
+    assert model.cfg.mlp == "gelu" and model.cfg.tie_embeddings and model.lm_head.weight is model.tok_emb.weight
+    flags = {"out_dir": str(tmp_path / "b" / "checkpoints"), "experiments_dir": str(tmp_path / "b" / "exp")}
+    Trainer(resume_configs(ckpt, flags, {})[0], resume=ckpt, **quiet).fit()
+    straight = load_checkpoint(tmp_path / "a" / "checkpoints" / "checkpoint.pt")
+    resumed = load_checkpoint(tmp_path / "b" / "checkpoints" / "checkpoint.pt")
+    for name, tensor in straight["model_state"].items():
+        assert torch.equal(tensor, resumed["model_state"][name]), name

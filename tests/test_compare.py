@@ -1,0 +1,86 @@
+"""compare: two tiny runs side by side; the table must report exactly what each run wrote about itself."""
+
+import json
+import shutil
+
+import pytest
+
+from minilab.cli import main
+from minilab.compare import compare_table, differences, load_run
+from minilab.errors import LabError
+from minilab.train import Trainer
+from tests.conftest import tiny_model_config, tiny_train_config
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    d = tmp_path_factory.mktemp("runs")
+    quiet = dict(log=lambda *_: None, progress=False)
+    model = dict(context_length=32, dropout=0.0)
+    for name, pos, lr in (("a", "sinusoidal", 3e-3), ("b", "rope", 1e-3)):
+        cfg = tiny_train_config(d, run_name=name, lr=lr, sample_length=0, out_dir=str(d / f"ck_{name}"))
+        Trainer(cfg, tiny_model_config(pos_encoding=pos, **model), **quiet).fit()
+    return d / "experiments"
+
+
+def _cells(table: str) -> dict[str, list[str]]:
+    rows = [line for line in table.splitlines() if line.startswith("| ")]
+    head = [c.strip() for c in rows[0].strip("|").split("|")]
+    return {r[0]: dict(zip(head, r)) for r in ([c.strip() for c in line.strip("|").split("|")] for line in rows[2:])}
+
+
+def test_table_values_are_the_runs_own_summaries(runs):
+    loaded = [load_run(runs / "a"), load_run(runs / "b")]
+    cells = _cells(compare_table(loaded))
+    for name in ("a", "b"):
+        s = json.loads((runs / name / "summary.json").read_text())
+        row = cells[name]
+        assert float(row["best val"]) == pytest.approx(s["best_val_loss"], abs=5e-5)
+        assert float(row["final val"]) == pytest.approx(s["final_val_loss"], abs=5e-5)
+        assert int(row["params"].replace(",", "")) == s["parameters"]
+        assert int(row["steps"]) == s["steps"] == 10
+        assert float(row["wall s"]) == pytest.approx(s["wall_time_sec"], abs=0.05)
+        assert float(row["tok/s"].replace(",", "")) == pytest.approx(s["tokens_per_sec"], abs=0.5)
+    varying, per_run = differences(loaded)
+    assert varying == ["model.pos_encoding", "train.lr"]  # names, out_dir and run_name are not differences
+    # With a tie, the first run's values count as the baseline; the other run lists where it departs.
+    assert cells["a"]["differs"] == "-" and cells["b"]["differs"] == "pos_encoding=rope, lr=0.001"
+
+
+def test_a_value_shared_by_most_runs_is_the_baseline(runs, tmp_path):
+    shutil.copytree(runs / "a", tmp_path / "a2")  # now two runs with a's settings, one with b's
+    loaded = [load_run(runs / "a"), load_run(tmp_path / "a2"), load_run(runs / "b")]
+    _, per_run = differences(loaded)
+    assert per_run == [{}, {}, {"pos_encoding": "rope", "lr": 0.001}]
+
+
+def test_compare_command_with_a_glob_writes_a_png(runs, tmp_path, capsys):
+    import matplotlib.image
+
+    out = tmp_path / "cmp.png"
+    assert main(["compare", str(runs / "*"), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "| a " in printed and "| b " in printed and f"wrote {out}" in printed
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert matplotlib.image.imread(out).shape[0] > 100  # decodes as an image
+
+
+def test_val_points_carry_step_and_wall_clock(runs):
+    run = load_run(runs / "a")
+    assert [step for step, _, _ in run.val] == [5, 10]
+    assert all(wall is not None and wall > 0 for _, _, wall in run.val)
+
+
+def test_a_run_without_metrics_is_one_clean_error(runs, tmp_path, capsys):
+    d = tmp_path / "fresh"
+    d.mkdir()
+    for name in ("config.json", "summary.json"):
+        shutil.copy(runs / "a" / name, d / name)
+    (d / "metrics.csv").write_text("step,epoch,train_loss,val_loss\n1,1,4.0,\n")
+    assert main(["compare", str(runs / "a"), str(d), "--out", str(tmp_path / "c.png")]) == 2
+    err = capsys.readouterr().err
+    assert "has no metrics yet" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "c.png").exists()  # nothing is written before every run has been read
+    (d / "summary.json").write_text("[1]")
+    with pytest.raises(LabError, match="does not hold a JSON object"):
+        load_run(d)
