@@ -100,7 +100,7 @@ def main():
     for prompt_len in (1, 64):
         for batch in (1, 8):
             cached = tokens_per_sec(model, prompt_len, batch, args.new_tokens, True, device, args.repeats)
-            plain = tokens_per_sec(model, prompt_len, batch, args.new_tokens, False, device, 1)
+            plain = tokens_per_sec(model, prompt_len, batch, args.new_tokens, False, device, args.repeats)
             print(f"| {prompt_len} | {batch} | {cached:,.0f} | {plain:,.0f} | {cached / plain:.1f}x |", flush=True)
 
     weights = sum(t.nbytes for t in model.state_dict().values() if t is not model.lm_head.weight)
