@@ -27,11 +27,14 @@ DEFAULT_DIR = "checkpoints"
 def atomic_write(path: str | Path, write) -> None:
     """Call ``write(file)`` on a temporary file beside ``path``, flush it to disk, then rename it over.
 
-    At every instant ``path`` is either the complete old file or the complete new one.
+    At every instant ``path`` is either the complete old file or the complete new one. The file
+    gets the permissions a plain ``open`` would give it (mkstemp's own are owner-only).
     """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        if hasattr(os, "fchmod"):  # not on Windows, where mkstemp's mode means nothing anyway
+            os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
@@ -41,6 +44,12 @@ def atomic_write(path: str | Path, write) -> None:
         Path(tmp).unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
+
+
+def _umask() -> int:
+    mask = os.umask(0)  # reading the umask means setting it; put it straight back
+    os.umask(mask)
+    return mask
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -1,3 +1,4 @@
+import os
 import pickle
 import zipfile
 
@@ -107,3 +108,17 @@ def test_weights_that_do_not_match_config(tmp_path):
     ckpt = {**payload, "model_config": cfg}
     with pytest.raises(LabError, match="do not match its model config"):
         model_from_checkpoint(ckpt)
+
+
+@pytest.mark.skipif(not hasattr(os, "fchmod"), reason="POSIX permissions only")
+def test_written_files_get_the_usual_permissions(tmp_path):
+    """A checkpoint is as readable as any file the user makes (mkstemp alone would make it owner-only)."""
+    old = os.umask(0o022)
+    try:
+        atomic_write(tmp_path / "a.bin", lambda f: f.write(b"x"))
+        os.umask(0o077)
+        atomic_write(tmp_path / "b.bin", lambda f: f.write(b"x"))
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.bin").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "b.bin").stat().st_mode & 0o777 == 0o600
