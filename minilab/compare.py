@@ -86,8 +86,14 @@ def differences(runs: list[Run]) -> tuple[list[str], list[dict]]:
         common = Counter(json.dumps(r.settings.get(k)) for r in runs).most_common(1)[0][0]
         for i, r in enumerate(runs):
             if json.dumps(r.settings.get(k)) != common:
-                per_run[i][k.split(".", 1)[1]] = r.settings.get(k)
+                per_run[i][short_name(k, keys)] = r.settings.get(k)
     return varying, per_run
+
+
+def short_name(key: str, keys) -> str:
+    """'model.lr' -> 'lr', unless both configs have that name (``vocab_size``): then the full key."""
+    name = key.split(".", 1)[1]
+    return name if sum(k.split(".", 1)[1] == name for k in keys) == 1 else key
 
 
 def compare_table(runs: list[Run]) -> str:
@@ -112,7 +118,8 @@ def compare_table(runs: list[Run]) -> str:
     widths = [max(len(x) for x in col) for col in zip(head, *rows)]
     line = lambda cells: "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
     out = [line(head), "| " + " | ".join("-" * w for w in widths) + " |", *map(line, rows)]
-    shown = ", ".join(k.split(".", 1)[1] for k in varying) or "none"
+    keys = {k for r in runs for k in r.settings}
+    shown = ", ".join(short_name(k, keys) for k in varying) or "none"
     return "\n".join(
         out + ["", f"settings that differ: {shown} (each run lists its values that are not the most common)"]
     )

@@ -6,7 +6,7 @@ import shutil
 import pytest
 
 from minilab.cli import main
-from minilab.compare import compare_table, differences, load_run
+from minilab.compare import compare_table, differences, load_run, short_name
 from minilab.errors import LabError
 from minilab.train import Trainer
 from tests.conftest import tiny_model_config, tiny_train_config
@@ -84,3 +84,10 @@ def test_a_run_without_metrics_is_one_clean_error(runs, tmp_path, capsys):
     (d / "summary.json").write_text("[1]")
     with pytest.raises(LabError, match="does not hold a JSON object"):
         load_run(d)
+
+
+def test_names_keep_their_prefix_only_where_both_configs_use_them():
+    keys = {"model.vocab_size", "train.vocab_size", "model.d_model", "train.lr"}
+    assert short_name("model.vocab_size", keys) == "model.vocab_size"
+    assert short_name("train.vocab_size", keys) == "train.vocab_size"
+    assert short_name("model.d_model", keys) == "d_model" and short_name("train.lr", keys) == "lr"
