@@ -226,7 +226,7 @@ def cmd_attention(args: argparse.Namespace) -> int:
     import torch
 
     from minilab.checkpoint import load_model
-    from minilab.viz import check_png_path, plot_attention, token_label
+    from minilab.viz import bytes_label, check_png_path, plot_attention
 
     out = check_png_path(args.out)
     if (args.layer is None) != (args.head is None):
@@ -244,7 +244,7 @@ def cmd_attention(args: argparse.Namespace) -> int:
     if len(ids) > cfg.context_length:
         raise LabError(f"the prompt is {len(ids)} tokens; this model attends over at most {cfg.context_length}")
     maps = model.attention_maps(torch.tensor([ids]))  # n_layers x (1, n_heads, T, T), the explicit path
-    plot_attention(maps, [token_label(tokenizer.decode([i])) for i in ids], out, args.layer, args.head)
+    plot_attention(maps, [bytes_label(tokenizer.decode_bytes([i])) for i in ids], out, args.layer, args.head)
     print(
         f"wrote {out} ({len(ids)} tokens, "
         + (

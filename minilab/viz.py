@@ -35,6 +35,16 @@ def token_label(text: str) -> str:
     return text.replace("\\", "\\\\").replace("\n", "\\n").replace("\t", "\\t").replace("\r", "\\r").replace(" ", "␣")
 
 
+def bytes_label(data: bytes) -> str:
+    """A token's bytes as an axis label; bytes that are only part of a character show as \\xNN.
+
+    A BPE token can hold the first byte of a character and the next token the rest, so a token's
+    bytes are not always text on their own.
+    """
+    text = data.decode("utf-8", "surrogateescape")  # an invalid byte b becomes the code point U+DC00 + b
+    return "".join(f"\\x{ord(c) - 0xDC00:02x}" if 0xDC80 <= ord(c) <= 0xDCFF else c for c in token_label(text))
+
+
 def plot_attention(
     maps: list, labels: list[str], path: str | Path, layer: int | None = None, head: int | None = None
 ) -> None:

@@ -68,3 +68,11 @@ def test_attention_refuses_to_overwrite_what_is_not_a_png(checkpoint, tmp_path, 
     code = main(["attention", "--checkpoint", str(checkpoint), "--prompt", "hello", "--out", str(precious)])
     assert code == 2 and "is not a PNG; it is left alone" in capsys.readouterr().err
     assert precious.read_text() == "my notes"
+
+
+def test_token_labels_show_text_and_mark_partial_characters():
+    from minilab.viz import bytes_label
+
+    assert bytes_label(b"a b\n") == "a␣b\\n"
+    assert bytes_label("é".encode()) == "é"
+    assert bytes_label("é".encode()[:1]) == "\\xc3" and bytes_label("é".encode()[1:]) == "\\xa9"
