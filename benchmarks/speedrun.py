@@ -121,21 +121,25 @@ def plot(results: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4), dpi=90)
-    colors = {b: f"C{i}" for i, b in enumerate(sorted({r["budget"] for r in results}))}
+    kinds = sorted({(r["budget"], r["preset"]) for r in results})  # one colour per budget and recipe
+    colors = {k: f"C{i}" for i, k in enumerate(kinds)}
+    labelled = set()
     for r in results:
-        c = colors[r["budget"]]
-        label = f"{r['budget']:g} s budget" if r["seed"] == min(x["seed"] for x in results) else None
+        kind = (r["budget"], r["preset"])
+        c = colors[kind]
+        label = None if kind in labelled else f"{r['budget']:g} s, {r['preset']}"
+        labelled.add(kind)
         if r["curve"]:
             ax.plot(*zip(*r["curve"]), "-", color=c, alpha=0.6, linewidth=1, label=label)
         ax.plot([r["wall"]], [r["loss"]], "o", color=c, markersize=5)
     for budget, target in TARGETS.items():
-        if budget in colors:
+        if any(b == budget for b, _ in kinds):
             ax.plot([budget], [target], "x", color="k", markersize=8)
     ax.plot([111], [1.886], "*", color="grey", markersize=10, label="nanoGPT CPU recipe (111 s)")
     ax.set_xscale("log")
     ax.set_xlabel("wall clock since the train process started (s, log scale)")
     ax.set_ylabel("validation loss (nats per character)")
-    title = "tinyshakespeare, 2-core CPU: lines = in-training evals, dots = final eval, x = target"
+    title = "lines: in-training evals (first 16k val chars); dots: eval, whole val split; x: target"
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
