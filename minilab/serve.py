@@ -10,6 +10,7 @@ if it leads outside them. Bad input is a 4xx answer holding {"error": "one line"
 import csv
 import json
 import math
+import socket
 import threading
 import time
 from http import HTTPStatus
@@ -332,6 +333,9 @@ class Handler(BaseHTTPRequestHandler):
 def make_server(lab: Lab, host: str = "127.0.0.1", port: int = 8000) -> ThreadingHTTPServer:
     """A server for ``lab`` bound to host:port (port 0: any free port, see ``server.server_address``)."""
     handler = type("LabHandler", (Handler,), {"lab": lab})
-    server = ThreadingHTTPServer((host, port), handler)
+    server_class = ThreadingHTTPServer
+    if ":" in host:  # an IPv6 address such as ::1
+        server_class = type("IPv6Server", (ThreadingHTTPServer,), {"address_family": socket.AF_INET6})
+    server = server_class((host, port), handler)
     server.daemon_threads = True  # an open event stream does not keep the process alive on Ctrl-C
     return server

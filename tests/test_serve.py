@@ -188,3 +188,36 @@ def test_static_files_come_from_the_package(server):
         assert status == 200 and ctype.startswith(kind) and data
     html = get(server, "/")[2].decode()
     assert "app.js" in html and "http://" not in html and "https://" not in html  # nothing from the internet
+
+
+@pytest.mark.slow
+def test_serve_command_prints_the_url_warns_off_loopback_and_stops_on_ctrl_c(lab_dir):
+    import signal
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "mini-transformer-lab.py"), "serve", "--port", "0", "--host", "0.0.0.0"],
+        cwd=lab_dir,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("serving experiments and checkpoints at http://127.0.0.1:"), line
+        port = int(line.split("http://127.0.0.1:")[1].split("/")[0])
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        conn.request("GET", "/api/runs")
+        assert conn.getresponse().status == 200
+        conn.close()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill() if proc.poll() is None else None
+    assert proc.returncode == 130
+    assert "warning: --host 0.0.0.0 lets other machines reach the lab" in err
+    assert "Traceback" not in err and err.strip().splitlines()[-1] == "mini-transformer-lab serve: interrupted"
