@@ -221,3 +221,8 @@ def test_serve_command_prints_the_url_warns_off_loopback_and_stops_on_ctrl_c(lab
     assert proc.returncode == 130
     assert "warning: --host 0.0.0.0 lets other machines reach the lab" in err
     assert "Traceback" not in err and err.strip().splitlines()[-1] == "mini-transformer-lab serve: interrupted"
+
+
+def test_the_limits_the_page_shows_are_the_servers(server):
+    status, body = get_json(server, "/api/limits")
+    assert status == 200 and body == {"max_prompt_chars": MAX_PROMPT_CHARS, "max_new_tokens": MAX_NEW_TOKENS}
