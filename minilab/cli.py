@@ -86,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=s,
         help="train for this much wall clock instead of --epochs, the lr schedule laid out over it (default 0 = off)",
     )
+    _switch(t, "tensorboard", "also log losses, lr and tokens/s for TensorBoard if it is installed (default off)")
     _flag(t, "context_length", type=int, default=s, help="tokens the model attends over (default 256)")
     _flag(t, "d_model", type=int, default=s, help="model width (default 256)")
     _flag(t, "n_heads", type=int, default=s, help="attention heads (default 8)")
