@@ -33,13 +33,26 @@ ARGS = [
 
 @pytest.fixture(scope="module")
 def url(tmp_path_factory):
-    """A server over a lab where the tiny preset has trained for one epoch."""
+    """A server over a lab where the tiny preset has trained for one epoch, at two learning rates."""
     d = tmp_path_factory.mktemp("browser_lab")
     shutil.copy(EXAMPLE, d / "notes.txt")
     cwd = os.getcwd()
     os.chdir(d)
     try:
-        assert main(["train", "--data", "notes.txt", "--preset", "tiny", "--epochs", "1", "--device", "cpu"]) == 0
+        for name, lr in (("tiny-lr3e-3", "3e-3"), ("tiny-lr1e-2", "1e-2")):
+            args = [
+                "--preset",
+                "tiny",
+                "--epochs",
+                "1",
+                "--lr",
+                lr,
+                "--run_name",
+                name,
+                "--out_dir",
+                f"checkpoints/{name}",
+            ]
+            assert main(["train", "--data", "notes.txt", *args, "--device", "cpu"]) == 0
     finally:
         os.chdir(cwd)
     server = make_server(Lab(d / "experiments", d / "checkpoints"), "127.0.0.1", 0)
@@ -79,25 +92,39 @@ def page(browser_context, url):
 
 
 def screenshot(page, tmp_path, name: str) -> None:
-    page.screenshot(path=str(tmp_path / name), full_page=True)
+    """The visible part of the page as tmp_path/name, and a small 64-colour copy in $MINILAB_SCREENSHOTS."""
+    page.screenshot(path=str(tmp_path / name))
     if os.environ.get("MINILAB_SCREENSHOTS"):
+        from PIL import Image  # comes with matplotlib
+
         out = Path(os.environ["MINILAB_SCREENSHOTS"])
         out.mkdir(parents=True, exist_ok=True)
-        shutil.copy(tmp_path / name, out / name)
+        with Image.open(tmp_path / name) as image:  # a flat page needs few colours: a PNG of tens of kB
+            image.convert("RGB").quantize(64).save(out / name, optimize=True)
 
 
-def test_runs_tab_lists_the_run_and_draws_its_curves(page, tmp_path):
+# How many pixels of the step chart are mostly blue (the first run's colour) or mostly orange (the second's).
+COLOURED = """(which) => { const c = document.querySelector('#chart-step');
+    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    let n = 0;
+    for (let i = 0; i < d.length; i += 4)
+        if (which === 'blue' ? d[i + 2] > d[i] + 60 : d[i] > d[i + 2] + 60) n++;
+    return n; }"""
+
+
+def test_runs_tab_lists_runs_and_overlays_the_ticked_ones(page, tmp_path):
     page.wait_for_selector("#run-list input:checked")
-    assert "notes" in page.inner_text("#run-list")
+    assert page.locator("#run-list li").all_inner_texts() == ["tiny-lr1e-2", "tiny-lr3e-3"]
+    assert page.locator("#run-list input:checked").get_attribute("data-run") == "tiny-lr3e-3"  # the newest name
     page.wait_for_selector("#run-details table")
     assert "best val loss" in page.inner_text("#run-details")
-    # the chart has been drawn: some pixels of the step chart are not white
-    page.wait_for_function(
-        """() => { const c = document.querySelector('#chart-step');
-                   const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
-                   let coloured = 0; for (let i = 0; i < d.length; i += 4) if (d[i + 2] > d[i] + 60) coloured++;
-                   return coloured > 50; }"""
-    )
+    page.wait_for_function(f"({COLOURED})('orange') > 50")  # the ticked run's curves are drawn
+    assert page.evaluate(f"({COLOURED})('blue')") < 50  # the unticked run is not (a few anti-aliased pixels)
+    page.check("#run-list input[data-run=tiny-lr1e-2]")  # overlay the other run
+    page.wait_for_function(f"({COLOURED})('blue') > 50")
+    page.click("#run-list a:text('tiny-lr1e-2')")
+    page.wait_for_function("document.querySelector('#run-details h2').textContent === 'tiny-lr1e-2'")
+    assert "0.01" in page.inner_text("#run-details")  # its lr
     screenshot(page, tmp_path, "runs.png")
 
 

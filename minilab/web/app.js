@@ -74,10 +74,10 @@ function drawChart(canvas, series) {
   ctx.textAlign = "right";
   for (const t of niceTicks(y0, y1)) {
     ctx.beginPath(); ctx.moveTo(L, py(t)); ctx.lineTo(W - R, py(t)); ctx.stroke();
-    ctx.fillText(fmt(t), L - 4, py(t) + 4);
+    ctx.fillText(+t.toPrecision(4), L - 4, py(t) + 4);
   }
   ctx.textAlign = "center";
-  for (const t of niceTicks(x0, x1)) ctx.fillText(fmt(t), px(t), H - B + 16);
+  for (const t of niceTicks(x0, x1)) ctx.fillText(+t.toPrecision(6), px(t), H - B + 16);
   ctx.strokeStyle = "#98a2b3";
   ctx.strokeRect(L, T, W - L - R, H - T - B);
   for (const s of series) {
