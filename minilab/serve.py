@@ -22,6 +22,7 @@ from minilab.errors import LabError
 
 MAX_PROMPT_CHARS = 2000  # longer prompts are refused: the page is for trying a model, not for bulk work
 MAX_NEW_TOKENS = 2000  # per generate request, so one click cannot keep the CPU busy for an hour
+MAX_CACHED_MODELS = 4  # models kept in memory; loading a fifth drops the least recently used
 WEB_DIR = Path(__file__).parent / "web"
 STATIC = {  # URL -> (file in WEB_DIR, content type): the only files the server hands out as they are
     "/": ("index.html", "text/html; charset=utf-8"),
@@ -56,12 +57,15 @@ class Lab:
         """``base / name`` resolved; 403 if that leaves ``base`` (``..``, absolute path, symlink), 404 if absent."""
         if not name or "\0" in name:
             raise HTTPError(400, "give a name")
-        path = (base / name).resolve()
-        if path != base and base not in path.parents:
-            raise HTTPError(403, f"{name!r} is outside the folder this server shows")
-        if not path.exists():
-            raise HTTPError(404, f"{name!r} not found")
-        return path
+        try:
+            path = (base / name).resolve()
+            if path != base and base not in path.parents:
+                raise HTTPError(403, f"{name!r} is outside the folder this server shows")
+            if path.exists():
+                return path
+        except OSError:  # a name too long for the file system, a loop of symlinks: nothing to show either
+            pass
+        raise HTTPError(404, f"{name[:200]!r} not found")
 
     # ---- runs
     def runs(self) -> list[dict]:
@@ -110,9 +114,16 @@ class Lab:
         stamp = (path / WEIGHTS if is_export_dir(path) else path).stat().st_mtime_ns
         key = (str(path), stamp)
         with self._lock:  # one load at a time; a second request for the same file waits and reuses it
-            if key not in self._models:
+            if key in self._models:
+                self._models[key] = self._models.pop(key)  # to the end: the most recently used
+            else:
                 self._models = {k: v for k, v in self._models.items() if k[0] != key[0]}  # drop older versions
-                self._models[key] = load_model(path, self.device)
+                while len(self._models) >= MAX_CACHED_MODELS:
+                    del self._models[next(iter(self._models))]  # the least recently used comes first
+                model, tokenizer, ckpt = load_model(path, self.device)
+                if ckpt is not None:  # keep the history, not the optimizer state and the weights a second time
+                    ckpt = {k: v for k, v in ckpt.items() if k not in ("model_state", "optimizer_state", "muon_state")}
+                self._models[key] = (model, tokenizer, ckpt)
                 self.loads += 1
             return self._models[key]
 
@@ -176,6 +187,8 @@ def sampling_settings(q: dict) -> dict:
         seed=_param(q, "seed", int, None),
     )
     _check_prompt(settings["prompt"])
+    if settings["seed"] is not None and not 0 <= settings["seed"] < 2**63:
+        raise HTTPError(400, f"seed must be between 0 and 2**63 - 1, got {settings['seed']}")
     if not 1 <= settings["max_new_tokens"] <= MAX_NEW_TOKENS:
         raise HTTPError(400, f"max_new_tokens must be between 1 and {MAX_NEW_TOKENS}, got {settings['max_new_tokens']}")
     check_sampling(settings["temperature"], settings["top_k"], settings["top_p"], settings["max_new_tokens"])
@@ -233,8 +246,10 @@ class Handler(BaseHTTPRequestHandler):
         self._answer(parse_qs(urlsplit(self.path).query, keep_blank_values=True))
 
     def do_POST(self):
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(min(length, 1 << 20)).decode("utf-8", "replace")
+        length = self.headers.get("Content-Length") or "0"
+        if not length.isdigit() or int(length) > 1 << 20:
+            return self._json({"error": "give a Content-Length of at most 1 MiB"}, 400)
+        body = self.rfile.read(int(length)).decode("utf-8", "replace")
         if (self.headers.get("Content-Type") or "").startswith("application/json"):
             try:
                 params = json.loads(body or "{}")

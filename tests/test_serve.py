@@ -147,6 +147,8 @@ def test_attention_maps_get_and_post(server):
         ("/api/generate?checkpoint=best_model.pt&top_k=2.5", 400, "top_k must be a whole number"),
         ("/api/generate?checkpoint=best_model.pt&top_p=0", 400, "top_p must be in"),
         ("/api/generate?checkpoint=best_model.pt&temperature=nan", 400, "finite"),
+        ("/api/generate?checkpoint=best_model.pt&seed=-1", 400, "seed must be between 0"),
+        ("/api/generate?checkpoint=best_model.pt&seed=99999999999999999999999", 400, "seed must be between 0"),
         ("/api/generate?checkpoint=best_model.pt&max_new_tokens=100000", 400, f"between 1 and {MAX_NEW_TOKENS}"),
         ("/api/generate?checkpoint=best_model.pt&prompt=" + "e" * (MAX_PROMPT_CHARS + 1), 400, "the limit is"),
         ("/api/generate?checkpoint=best_model.pt&prompt=Zebra", 400, "not in the model's vocabulary"),
@@ -160,6 +162,7 @@ def test_attention_maps_get_and_post(server):
         ("/api/runs/%2e%2e/metrics", 403, "outside"),
         ("/api/runs/..%2f..%2fetc/metrics", 403, "outside"),
         ("/api/runs/nothere/metrics", 404, "not found"),
+        ("/api/model?checkpoint=" + "x" * 5000, 404, "not found"),
         ("/api/attention?checkpoint=best_model.pt&prompt=", 400, "at least one character"),
         ("/api/attention?checkpoint=best_model.pt&prompt=" + "e" * 40, 400, "attends over at most 32"),
         ("/api/attention?checkpoint=run/../../secret.txt&prompt=T", 403, "outside"),
@@ -180,6 +183,32 @@ def test_a_bad_post_body_is_a_400(server):
         server, "/api/attention", method="POST", body="{not json", headers={"Content-Type": "application/json"}
     )
     assert got == 400 and "not valid JSON" in body["error"]
+    got, body = get_json(server, "/api/attention", method="POST", body="", headers={"Content-Length": "lots"})
+    assert got == 400 and "Content-Length" in body["error"]
+
+
+def test_metrics_grow_while_a_run_trains(server, lab_dir):
+    """The page polls this endpoint; a row appended to metrics.csv is in the next answer."""
+    path = lab_dir / "experiments" / "run" / "metrics.csv"
+    before = path.read_text()
+    try:
+        with open(path, "a") as f:
+            f.write("4,2,2.5,,,0.001,1000,0.1,9.5\n")
+        rows = get_json(server, "/api/runs/run/metrics")[1]["rows"]
+        assert rows[-1]["step"] == 4 and rows[-1]["train_loss"] == 2.5 and rows[-1]["val_loss"] is None
+    finally:
+        path.write_text(before)
+
+
+def test_the_model_cache_is_bounded(lab_dir, monkeypatch):
+    monkeypatch.setattr("minilab.serve.MAX_CACHED_MODELS", 2)
+    lab = Lab(lab_dir / "experiments", lab_dir / "checkpoints")
+    for name in ["best_model.pt", "checkpoint.pt", "best_model.pt", "shared"]:
+        lab.model(name)
+    assert lab.loads == 3 and len(lab._models) == 2  # checkpoint.pt, the least recently used, made room
+    lab.model("checkpoint.pt")
+    assert lab.loads == 4
+    assert "optimizer_state" not in lab.model("checkpoint.pt")[2]  # only the history is kept
 
 
 def test_static_files_come_from_the_package(server):
