@@ -32,7 +32,7 @@ ARGS = [
 
 
 @pytest.fixture(scope="module")
-def url(tmp_path_factory):
+def lab_dir(tmp_path_factory):
     """A server over a lab where the tiny preset has trained for one epoch, at two learning rates."""
     d = tmp_path_factory.mktemp("browser_lab")
     shutil.copy(EXAMPLE, d / "notes.txt")
@@ -55,6 +55,12 @@ def url(tmp_path_factory):
             assert main(["train", "--data", "notes.txt", *args, "--device", "cpu"]) == 0
     finally:
         os.chdir(cwd)
+    return d
+
+
+@pytest.fixture(scope="module")
+def url(lab_dir):
+    d = lab_dir
     server = make_server(Lab(d / "experiments", d / "checkpoints"), "127.0.0.1", 0)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}/"
@@ -169,3 +175,16 @@ def test_model_tab_shows_parameters_by_component(page, tmp_path):
     assert "parameters by component" in text and "attention (q, k, v and output projections)" in text
     assert "d_model" in text
     screenshot(page, tmp_path, "model.png")
+
+
+def test_runs_tab_curves_grow_while_a_run_trains(page, lab_dir):
+    """A row appended to metrics.csv reaches the page within one poll (every 2 s), without a reload."""
+    metrics = lab_dir / "experiments" / "tiny-lr3e-3" / "metrics.csv"
+    before = metrics.read_text()
+    page.wait_for_function("runs.metrics['tiny-lr3e-3'] && runs.metrics['tiny-lr3e-3'].length === 20")
+    try:
+        with open(metrics, "a") as f:
+            f.write("21,2,2.9,,,0.001,1000,0.1,30\n")
+        page.wait_for_function("runs.metrics['tiny-lr3e-3'].length === 21", timeout=10_000)
+    finally:
+        metrics.write_text(before)
