@@ -287,7 +287,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     for flag, folder in (("--experiments", args.experiments), ("--checkpoints", args.checkpoints)):
         if not os.path.exists(folder):
-            raise LabError(f"{flag} folder {folder!r} does not exist")
+            raise LabError(f"{flag} folder {folder!r} does not exist (train a model first, or give {flag} DIR)")
         if not os.path.isdir(folder):
             raise LabError(f"{flag} {folder!r} is not a directory")
     if not 0 <= args.port <= 65535:

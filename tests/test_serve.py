@@ -3,6 +3,7 @@
 import http.client
 import json
 import os
+import shutil
 import threading
 
 import pytest
@@ -28,6 +29,8 @@ def lab_dir(tmp_path_factory):
     (d / "secret.txt").write_text("not for the web")
     os.symlink(d / "secret.txt", d / "checkpoints" / "link.pt")  # a name inside that leads outside
     os.symlink(d / "experiments" / "run", d / "experiments" / "alias")  # inside: fine
+    shutil.copytree(d / "experiments" / "run", d / "elsewhere")
+    os.symlink(d / "elsewhere", d / "experiments" / "escape")  # a run folder that leads outside
     return d
 
 
@@ -72,7 +75,7 @@ def test_runs_and_metrics(server):
     status, body = get_json(server, "/api/runs")
     assert status == 200
     runs = {r["name"]: r for r in body["runs"]}
-    assert set(runs) == {"run", "alias"}
+    assert set(runs) == {"run", "alias"}  # not "escape", which leads outside
     assert runs["run"]["config"]["model"]["d_model"] == 32
     assert runs["run"]["summary"]["steps"] == 3
     status, body = get_json(server, "/api/runs/run/metrics")
@@ -162,6 +165,7 @@ def test_attention_maps_get_and_post(server):
         ("/api/runs/%2e%2e/metrics", 403, "outside"),
         ("/api/runs/..%2f..%2fetc/metrics", 403, "outside"),
         ("/api/runs/nothere/metrics", 404, "not found"),
+        ("/api/runs/escape/metrics", 403, "outside"),
         ("/api/model?checkpoint=" + "x" * 5000, 404, "not found"),
         ("/api/attention?checkpoint=best_model.pt&prompt=", 400, "at least one character"),
         ("/api/attention?checkpoint=best_model.pt&prompt=" + "e" * 40, 400, "attends over at most 32"),
