@@ -207,9 +207,10 @@ def _param(q: dict, name: str, kind, default):
     try:
         value = kind(raw)
     except ValueError:
-        raise HTTPError(400, f"{name} must be a {'whole number' if kind is int else 'number'}, got {raw!r}") from None
+        kind_name = "whole number" if kind is int else "number"
+        raise HTTPError(400, f"{name} must be a {kind_name}, got {raw[:40]!r}") from None
     if isinstance(value, float) and not math.isfinite(value):
-        raise HTTPError(400, f"{name} must be a finite number, got {raw!r}")
+        raise HTTPError(400, f"{name} must be a finite number, got {raw[:40]!r}")
     return value
 
 
@@ -268,9 +269,9 @@ class Handler(BaseHTTPRequestHandler):
             self._route(urlsplit(self.path).path, q)
         except HTTPError as e:
             self._json({"error": str(e)}, e.status)
-        except LabError as e:
-            status = 404 if "not found" in str(e) else 400
-            self._json({"error": str(e).splitlines()[0]}, status)
+        except LabError as e:  # the library's messages name CLI flags ('--temperature'); here they are fields
+            message = str(e).splitlines()[0].removeprefix("--")
+            self._json({"error": message}, 404 if "not found" in message else 400)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the page went away mid-answer (a new prompt, a closed tab)
         except Exception as e:  # a bug of ours: say so in one line; the server keeps serving
