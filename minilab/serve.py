@@ -77,6 +77,8 @@ class Lab:
             if self.experiments not in path.parents or not (path / "config.json").is_file():
                 continue  # a symlink to somewhere else, or not a run
             config, summary = _read_json(path / "config.json"), _read_json(path / "summary.json")
+            if isinstance(config, dict) and isinstance(config.get("tokenizer"), dict):
+                config["tokenizer"] = {"type": config["tokenizer"].get("type")}  # not 50,000 BPE merges per poll
             out.append({"name": d.name, "config": config, "summary": summary})
         return out
 

@@ -77,6 +77,7 @@ def test_runs_and_metrics(server):
     runs = {r["name"]: r for r in body["runs"]}
     assert set(runs) == {"run", "alias"}  # not "escape", which leads outside
     assert runs["run"]["config"]["model"]["d_model"] == 32
+    assert runs["run"]["config"]["tokenizer"] == {"type": "char"}  # the kind, not the whole vocabulary
     assert runs["run"]["summary"]["steps"] == 3
     status, body = get_json(server, "/api/runs/run/metrics")
     assert status == 200
