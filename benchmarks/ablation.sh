@@ -2,6 +2,8 @@
 # The ablation of docs/experiments.md: the classic architecture, each switch on its own, and all the
 # modern ones together, each trained for the same wall-clock budget on tinyshakespeare, one after
 # the other, then compared. Usage: benchmarks/ablation.sh DATA OUT_DIR [SECONDS]
+# The base recipe is benchmarks/ablation_base.json: the shakespeare-cpu preset as it was for that
+# ablation (a classic 0.8M model, lr 3e-3); the preset itself is now the speedrun recipe (docs/speedrun.md).
 set -euo pipefail
 DATA=${1:?usage: ablation.sh DATA OUT_DIR [SECONDS]}
 OUT=${2:?usage: ablation.sh DATA OUT_DIR [SECONDS]}
@@ -13,7 +15,7 @@ export OMP_NUM_THREADS=1
 run() {
     local name=$1
     shift
-    "$PY" "$LAB/mini-transformer-lab.py" train --data "$DATA" --preset shakespeare-cpu --time_budget "$BUDGET" \
+    "$PY" "$LAB/mini-transformer-lab.py" train --data "$DATA" --config "$LAB/benchmarks/ablation_base.json" --time_budget "$BUDGET" \
         --sample_length 0 --device cpu --out_dir "$OUT/checkpoints/$name" --experiments_dir "$OUT/runs" \
         --run_name "$name" "$@" > "$OUT/$name.log" 2>&1
     tail -n 2 "$OUT/$name.log" | head -n 1

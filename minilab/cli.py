@@ -87,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="train for this much wall clock instead of --epochs, the lr schedule laid out over it (default 0 = off)",
     )
     _switch(t, "tensorboard", "also log losses, lr and tokens/s for TensorBoard if it is installed (default off)")
+    _flag(t, "threads", type=int, default=s, help="CPU threads for training, 0 = one per core (default 0)")
     _flag(t, "context_length", type=int, default=s, help="tokens the model attends over (default 256)")
     _flag(t, "d_model", type=int, default=s, help="model width (default 256)")
     _flag(t, "n_heads", type=int, default=s, help="attention heads (default 8)")
@@ -346,18 +347,21 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from minilab.checkpoint import load_checkpoint, resolve_checkpoint
-    from minilab.train import Trainer, resume_configs
+    from minilab.train import Trainer, process_start, resume_configs
 
-    given = {k: v for k, v in vars(args).items() if k not in ("command", "resume", "preset", "config")}
+    given = {k: v for k, v in vars(args).items() if k not in ("command", "resume", "preset", "config", "as_program")}
+    # Run as a program, the clock of a --time_budget starts with the process (imports included);
+    # called in-process (a notebook, a test), it starts now.
+    started = process_start() if args.as_program else None
     train_flags, model_flags = resolve_settings(given, getattr(args, "config", None), getattr(args, "preset", None))
     if "resume" in args:
         ckpt = load_checkpoint(resolve_checkpoint(args.resume))
         train_cfg, _ = resume_configs(ckpt, train_flags, model_flags)
-        trainer = Trainer(train_cfg, resume=ckpt)
+        trainer = Trainer(train_cfg, resume=ckpt, started=started)
     else:
         if "data" not in train_flags:
             raise LabError("train needs --data FILE (the text to learn from)")
-        trainer = Trainer(TrainConfig(**train_flags), ModelConfig(**model_flags))
+        trainer = Trainer(TrainConfig(**train_flags), ModelConfig(**model_flags), started=started)
     result = trainer.fit()
     print(
         f"done: best val loss {result.best_val_loss:.4f} after {result.epochs} epochs "
@@ -433,6 +437,7 @@ COMMANDS = {
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.as_program = argv is None  # the command line of this process, not a call from Python
     from minilab.stopping import TrainingInterrupted
 
     try:

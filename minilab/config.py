@@ -77,7 +77,7 @@ class TrainConfig:
     steps_per_epoch: int = 0  # 0 = auto: enough batches to cover the training text once, at least 50
     lr: float = 1e-3  # peak learning rate, reached after warmup
     min_lr_ratio: float = 0.1  # cosine decay ends at lr * min_lr_ratio
-    warmup_steps: int = -1  # -1 = auto: 10% of all steps, at most 100
+    warmup_steps: int = -1  # -1 = auto: 10% of all steps (of a --time_budget: of its time), at most 100
     weight_decay: float = 0.1  # AdamW weight decay on the weight matrices (not on biases or norms)
     beta1: float = 0.9
     beta2: float = 0.95
@@ -98,6 +98,7 @@ class TrainConfig:
     schedule: str = "cosine"  # lr after warmup: 'cosine' decay, 'wsd' (stable, then linear decay) or 'constant'
     time_budget: float = 0.0  # seconds of wall clock to train for (0 = off: train for --epochs)
     tensorboard: bool = False  # also log the scalars for TensorBoard, if the package is installed (minilab/tblog.py)
+    threads: int = 0  # CPU threads for PyTorch's kernels (0 = PyTorch's default: one per core)
 
     def __post_init__(self) -> None:
         _check_int("epochs", self.epochs, low=1, high=1 << 24)
@@ -117,6 +118,7 @@ class TrainConfig:
         _check_int("eval_tokens", self.eval_tokens, low=0, high=1 << 40)
         _check_int("save_every_steps", self.save_every_steps, low=0, high=1 << 30)
         _check_int("keep_last", self.keep_last, low=0, high=1 << 20)
+        _check_int("threads", self.threads, low=0, high=1 << 10)
         _check_int("seed", self.seed, low=0, high=2**63 - 1)
         _check_float("lr", self.lr, low=0.0, high=10.0, low_open=True)
         _check_float("min_lr_ratio", self.min_lr_ratio, low=0.0, high=1.0)

@@ -13,6 +13,15 @@ import torch
 from minilab.config import TrainConfig
 
 WSD_DECAY_FRACTION = 0.2  # wsd decays linearly over the last 20% of the run
+# Auto warmup (warmup_steps = -1): the first 10% of the run, at most 100 steps. A run with a time
+# budget does not know its step count in advance, so there the 10% is of the budget's time.
+AUTO_WARMUP_SHARE = 0.1
+AUTO_WARMUP_MAX_STEPS = 100
+
+
+def auto_warmup_steps(total_steps: int) -> int:
+    """The auto warmup of a run of known length: 10% of its steps, at most 100."""
+    return min(AUTO_WARMUP_MAX_STEPS, total_steps // 10)
 
 
 def schedule_factor(schedule: str, progress: float) -> float:
@@ -47,7 +56,17 @@ def lr_at(
 
     ``progress`` (0..1) overrides the step count after warmup: a run with a time budget passes the
     share of the budget already spent, so the schedule is laid out over wall-clock time.
+    ``warmup_steps`` -1 is the auto warmup: 10% of the run (of ``progress`` when given, else of
+    ``total_steps``) or 100 steps, whichever ends first.
     """
+    if warmup_steps < 0:
+        if progress is None:
+            warmup_steps = auto_warmup_steps(total_steps)
+        else:
+            warm = max((step + 1) / AUTO_WARMUP_MAX_STEPS, progress / AUTO_WARMUP_SHARE)
+            if warm < 1:
+                return lr * warm
+            warmup_steps = 0
     if step < warmup_steps:
         return lr * (step + 1) / warmup_steps
     if progress is None:

@@ -23,6 +23,7 @@ budgeted run continues toward the same budget, and a larger --time_budget stretc
 
 import contextlib
 import math
+import os
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -39,7 +40,7 @@ from minilab.errors import LabError
 from minilab.evaluate import evaluate_loss
 from minilab.flops import flops_per_token, measured_peak_flops
 from minilab.model import GPT
-from minilab.optim import lr_at, make_optimizers
+from minilab.optim import auto_warmup_steps, lr_at, make_optimizers
 from minilab.runfiles import RunFiles
 from minilab.runlog import RunLog, new_run_name
 from minilab.stopping import EXIT_CODES, StopSignals, TrainingInterrupted
@@ -49,11 +50,30 @@ from minilab.tokenizer import tokenizer_from_dict
 MIN_STEPS_PER_EPOCH = 50
 DEFAULT_BATCH_SIZE = 32
 MIN_AUTO_BATCH_SIZE = 8
+EXIT_SECONDS = 1.0  # kept back for the exit: unloading torch and matplotlib took 0.7-0.9 s here
 
 
 def auto_batch_size(n_train: int, window: int) -> int:
     """32 sequences, or as many windows as the training text holds (at least 8) if that is fewer."""
     return max(MIN_AUTO_BATCH_SIZE, min(DEFAULT_BATCH_SIZE, math.ceil(n_train / window)))
+
+
+def process_start() -> float:
+    """The time.perf_counter() reading at which this process started (Linux), else now.
+
+    Python's start-up and ``import torch`` take a second or two before any training code runs; a
+    --time_budget run from the command line counts them too. Read from /proc (the process's start
+    in clock ticks since boot, against the seconds since boot).
+    """
+    now = time.perf_counter()
+    try:
+        with open("/proc/self/stat") as f:
+            start_ticks = int(f.read().rsplit(")", 1)[1].split()[19])  # field 22, 'starttime'
+        with open("/proc/uptime") as f:
+            age = float(f.read().split()[0]) - start_ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, AttributeError):
+        return now
+    return now - age if 0 <= age < 600 else now  # a clock that disagrees: count from now
 
 
 def resume_configs(ckpt: dict, train_flags: dict, model_flags: dict) -> tuple[TrainConfig, ModelConfig]:
@@ -113,8 +133,12 @@ class Trainer(RunFiles):
         resume: dict | None = None,
         log=print,
         progress: bool = True,
+        started: float | None = None,
     ):
-        self.t0 = time.perf_counter()
+        # The run's clock: from ``started`` (a time.perf_counter() reading; the CLI passes the
+        # process's start, so a --time_budget covers Python's start-up and imports too), else now.
+        self.t0 = time.perf_counter() if started is None else started
+        self.end_cost = 0.0  # seconds the last epoch's end (evaluation, checkpoints, logs) took
         self.log, self.progress = log, progress
         self.device = resolve_device(cfg.device)
         self.dist = distributed.setup(self.device)
@@ -149,12 +173,17 @@ class Trainer(RunFiles):
         steps_per_epoch = cfg.steps_per_epoch or max(
             MIN_STEPS_PER_EPOCH, math.ceil(len(self.splits.train) / (batch_size * window))
         )
-        total = cfg.epochs * steps_per_epoch
-        warmup = cfg.warmup_steps if cfg.warmup_steps >= 0 else min(100, total // 10)
+        # Auto warmup: 10% of the steps, at most 100. Under a time budget the step count is unknown,
+        # so it stays -1 and lr_at warms up over 10% of the budget (or 100 steps) instead.
+        warmup = cfg.warmup_steps
+        if warmup < 0 and not cfg.time_budget:
+            warmup = auto_warmup_steps(cfg.epochs * steps_per_epoch)
         # Store the resolved values so that a resume continues with exactly these.
         self.cfg = cfg = replace(cfg, batch_size=batch_size, steps_per_epoch=steps_per_epoch, warmup_steps=warmup)
         self.model_cfg = model_cfg
 
+        if cfg.threads:  # for the whole process: small models often step faster on one thread than on two
+            torch.set_num_threads(cfg.threads)
         torch.manual_seed(cfg.seed)  # the same initial weights on every rank
         self.model = GPT(model_cfg).to(self.device)
         self.optimizers = make_optimizers(self.model, cfg, self.device)  # [AdamW] or [AdamW, Muon]
@@ -368,6 +397,7 @@ class Trainer(RunFiles):
         bar.close()
         if self.epoch_steps == 0:  # the budget ran out before this epoch began: nothing to evaluate
             return
+        t_end = time.perf_counter()
         self.epoch = epoch
         self.last_train = self.epoch_loss_sum / self.epoch_steps
         self.epoch_loss_sum, self.epoch_steps = 0.0, 0
@@ -393,6 +423,7 @@ class Trainer(RunFiles):
             f"epoch {epoch}{of} | train loss {self.last_train:.4f}{val_part} | lr {lr:.2e} | "
             f"{done * n_tokens / max(took, 1e-9):,.0f} tok/s | {took:.1f}s{' | best' if is_best else ''}"
         )
+        self.end_cost = time.perf_counter() - t_end
 
     def _interrupted(self, signum: int) -> None:
         """Save where the run stands and leave with the signal's exit status."""
@@ -448,8 +479,17 @@ class Trainer(RunFiles):
         return value
 
     def _budget_share(self) -> float:
-        """The share of --time_budget spent so far (the slowest rank's, so that all ranks stop together)."""
-        return distributed.max_across_ranks(self._wall() / self.cfg.time_budget, self.dist, self.device)
+        """The share of --time_budget's training time spent so far (the slowest rank's, so all ranks stop together).
+
+        The training time is the budget less what the run's end will take (its evaluation, checkpoints
+        and exit, estimated from the last epoch's end), so that the whole run fits in the budget.
+        """
+        training_time = max(1e-9, self.cfg.time_budget - self._reserve())
+        return distributed.max_across_ranks(self._wall() / training_time, self.dist, self.device)
+
+    def _reserve(self) -> float:
+        """Seconds kept back from a time budget for the run's end: the last epoch end's cost and the exit."""
+        return self.end_cost + EXIT_SECONDS
 
     def _tokens_per_sec(self) -> float:
         return self.session_tokens / self.train_time if self.train_time else 0.0

@@ -160,12 +160,14 @@ def test_architecture_switches_from_the_command_line(tmp_path, monkeypatch, caps
 
 def test_time_budget_from_the_command_line(tmp_path, monkeypatch, capsys):
     shutil.copy(EXAMPLE, tmp_path / "t.txt")
-    args = ["train", "--data", "t.txt", *FAST, "--time_budget", "1.5", "--optimizer", "muon", "--schedule", "wsd"]
+    args = ["train", "--data", "t.txt", *FAST, "--time_budget", "4", "--optimizer", "muon", "--schedule", "wsd"]
     code, out, err = cli(args, tmp_path, monkeypatch, capsys)
     assert code == 0, err
-    assert "for 1.5s of wall clock in all" in out and "done: best val loss" in out
+    assert "for 4s of wall clock in all" in out and "done: best val loss" in out
     summary = json.loads(next((tmp_path / "experiments").glob("*/summary.json")).read_text())
-    assert summary["steps"] > 0 and summary["wall_time_sec"] >= 1.5
+    # Called in-process, the clock starts with the call, not with the (older) test process; the run
+    # ends early enough to leave its last second for the exit.
+    assert summary["steps"] > 0 and 2 <= summary["wall_time_sec"] <= 3.5
 
 
 def test_generate_is_reproducible_with_seed(trained, monkeypatch, capsys):

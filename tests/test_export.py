@@ -120,3 +120,17 @@ def test_score_text_is_the_last_fraction_every_position(model_and_tok):
     assert loss == pytest.approx(total / 99, rel=1e-5)
     with pytest.raises(LabError, match="at least 2"):
         score_text(model, tok, "t", fraction=1.0)
+
+
+@pytest.mark.parametrize("length", [207, 1000, 1009])
+def test_eval_scores_exactly_the_validation_split_that_training_held_out(model_and_tok, length):
+    """`eval --data FILE` on the whole training file scores the split training validated on, the same way."""
+    from minilab.data import split_tokens
+
+    model, tok = model_and_tok
+    text = ("the quick brown fox\n" * 60)[:length]
+    val = split_tokens(tok.encode(text), 0.1, 16).val
+    score = score_text(model, tok, text, fraction=0.1)
+    assert score.positions == len(val) - 1 == int(length * 0.1) - 1
+    assert score.loss == evaluate_loss(model, val, 16)  # the trainer's own scoring: windows of the context
+    assert score_text(model, tok, text, fraction=0.1).loss == score.loss  # deterministic

@@ -58,7 +58,7 @@ def test_a_file_may_name_a_preset_and_the_flag_wins(tmp_path):
         ("epochs = 2.5\n", "epochs must be a whole number, got 2.5"),
         ("qk_norm = 1\n", "qk_norm must be true or false, got 1"),
         ("pos_encoding = 3\n", "pos_encoding must be a string, got 3"),
-        ("preset = 'huge'\n", "preset 'huge': choose one of tiny, seed, modern, shakespeare-cpu"),
+        ("preset = 'huge'\n", "preset 'huge': choose one of tiny, seed, modern, shakespeare-cpu, shakespeare-cpu-long"),
         ("lr = = 1\n", "is not valid TOML"),
     ],
 )
@@ -87,3 +87,29 @@ def test_preset_config_and_flags_reach_the_checkpoint(tmp_path, monkeypatch, cap
     assert ckpt["model_config"]["pos_encoding"] == "rope" and ckpt["model_config"]["d_model"] == 32
     assert ckpt["train_args"]["lr"] == 0.001 and ckpt["train_args"]["steps_per_epoch"] == 3
     assert ckpt["step"] == 3
+
+
+def test_the_ablation_base_is_the_old_shakespeare_recipe():
+    """docs/experiments.md's ablation stays reproducible now that shakespeare-cpu is the speedrun recipe."""
+    from tests.conftest import ROOT
+
+    base = read_config_file(ROOT / "benchmarks" / "ablation_base.json")
+    train, model = resolve_settings({}, str(ROOT / "benchmarks" / "ablation_base.json"))
+    assert ModelConfig(**model).pos_encoding == "sinusoidal" and TrainConfig(**train).optimizer == "adamw"
+    assert base["lr"] == 0.003 and base["batch_size"] == 16 and base["context_length"] == 64
+
+
+@pytest.mark.parametrize("name", ["shakespeare-cpu", "shakespeare-cpu-long"])
+def test_the_speedrun_presets_are_built_for_a_time_budget(name):
+    train, model = resolve_settings({}, preset=name)
+    model, train = ModelConfig(**model), TrainConfig(**train)
+    assert (model.pos_encoding, model.norm, model.qk_norm, model.mlp, train.optimizer) == (
+        "rope",
+        "rmsnorm",
+        True,
+        "relu2",
+        "muon",
+    )
+    assert model.dropout == 0 and train.sample_length == 0  # nothing that costs time without helping
+    assert train.warmup_steps == -1  # auto: a share of the budget (minilab/optim.py)
+    assert 0 < train.eval_tokens <= 32768  # in-training evaluation is cheap; `eval` scores the whole split

@@ -36,6 +36,13 @@ def test_lr_schedule_wsd_and_constant():
     assert const[0] == pytest.approx(0.1) and const[10:] == pytest.approx([1.0] * 90)
 
 
+def test_auto_warmup_without_progress_is_10_percent_of_the_steps_at_most_100():
+    assert [lr_at(s, 50, -1, 1.0, 0.1) for s in range(6)] == pytest.approx(
+        [lr_at(s, 50, 5, 1.0, 0.1) for s in range(6)]
+    )
+    assert lr_at(0, 5000, -1, 1.0, 0.1) == pytest.approx(1 / 100)
+
+
 def test_lr_schedule_follows_progress_when_given():
     """A time budget passes the share of the budget spent: the step count no longer matters."""
     assert lr_at(50, 100, 10, 1.0, 0.0, "cosine", progress=0.0) == pytest.approx(1.0)
@@ -212,8 +219,50 @@ def test_compiled_training_saves_plain_weights(tmp_path):
 def _clocked(trainer: Trainer, seconds_per_step: float = 1.0) -> Trainer:
     """Replace the trainer's wall clock by one that advances exactly per step, so budgets are deterministic."""
     trainer._wall = lambda: trainer.prior_wall + (trainer.step - trainer.start_step) * seconds_per_step
+    trainer._reserve = lambda: 0.0  # nothing kept back for the run's end (tested on its own below)
     trainer.start_step = trainer.step
     return trainer
+
+
+def test_auto_warmup_under_a_time_budget_is_a_share_of_the_budget(tmp_path):
+    """Auto warmup with a budget: 10% of the budget's time (or 100 steps), not 10% of epochs x steps."""
+    quiet = dict(log=lambda *_: None, progress=False)
+    # epochs x steps_per_epoch = 5 would make the old rule's warmup 0 steps: the first step at full lr.
+    cfg = tiny_train_config(tmp_path, time_budget=20, epochs=1, steps_per_epoch=5, sample_length=0)
+    result = _clocked(Trainer(cfg, _model_cfg(), **quiet)).fit()
+    lrs = [float(r["lr"]) for r in csv.DictReader(open(result.run_dir / "metrics.csv"))]
+    assert lrs[0] == pytest.approx(3e-3 / 100)  # step 0, no time spent yet: 1 of the 100-step cap
+    assert lrs[1] == pytest.approx(3e-3 / 2)  # 1 s of 20: half of the 2-second warmup
+    assert lrs[2] == pytest.approx(lr_at(2, 0, 0, 3e-3, 3e-4, "cosine", progress=0.1), rel=1e-5)  # warm: the schedule
+    assert load_checkpoint(tmp_path / "checkpoints" / "checkpoint.pt")["train_args"]["warmup_steps"] == -1
+    # Without a budget the auto warmup is still resolved from the planned steps, and stored.
+    Trainer(tiny_train_config(tmp_path / "b", epochs=3, steps_per_epoch=10), _model_cfg(), **quiet).fit()
+    assert load_checkpoint(tmp_path / "b" / "checkpoints" / "checkpoint.pt")["train_args"]["warmup_steps"] == 3
+
+
+def test_a_time_budget_keeps_time_back_for_the_final_evaluation(tmp_path):
+    """Training stops early enough for the last evaluation and save to fit, and the schedule ends there."""
+    quiet = dict(log=lambda *_: None, progress=False)
+    trainer = _clocked(Trainer(tiny_train_config(tmp_path, time_budget=10, warmup_steps=0), _model_cfg(), **quiet))
+    trainer._reserve = lambda: 2.5  # as if the end of an epoch took 1.5 s (+ 1 s for the exit)
+    result = trainer.fit()
+    assert result.steps == 8  # 7.5 s of training time: steps at 0..7 s
+    lrs = [float(r["lr"]) for r in csv.DictReader(open(result.run_dir / "metrics.csv"))]
+    assert lrs == pytest.approx([lr_at(s, 0, 0, 3e-3, 3e-4, "cosine", progress=s / 7.5) for s in range(8)], rel=1e-5)
+    # The estimate is the last epoch end's measured cost.
+    real = Trainer(tiny_train_config(tmp_path / "b", epochs=1), _model_cfg(), **quiet)
+    assert real._reserve() == pytest.approx(1.0)
+    real.fit()
+    assert real.end_cost > 0 and real._reserve() == pytest.approx(real.end_cost + 1.0)
+
+
+def test_the_clock_of_a_command_line_run_starts_with_the_process():
+    import time
+
+    from minilab.train import process_start
+
+    age = time.perf_counter() - process_start()
+    assert 0.05 < age < 600  # this test process started (and imported torch) well before now
 
 
 def test_time_budget_ends_the_run_mid_epoch_with_an_evaluation(tmp_path):
@@ -268,3 +317,16 @@ def test_a_checkpoint_from_before_the_switches_loads_and_resumes(tmp_path):
     resumed = load_checkpoint(tmp_path / "b" / "checkpoints" / "checkpoint.pt")
     for name, tensor in straight["model_state"].items():
         assert torch.equal(tensor, resumed["model_state"][name]), name
+
+
+def test_threads_sets_the_processes_cpu_threads(tmp_path):
+    quiet = dict(log=lambda *_: None, progress=False)
+    try:
+        Trainer(tiny_train_config(tmp_path, threads=2, epochs=1), _model_cfg(), **quiet)
+        assert torch.get_num_threads() == 2
+        Trainer(tiny_train_config(tmp_path / "b", threads=0, epochs=1), _model_cfg(), **quiet)
+        assert torch.get_num_threads() == 2  # 0 leaves the setting alone
+    finally:
+        torch.set_num_threads(1)  # as tests/conftest.py has it
+    with pytest.raises(LabError, match="threads must be between 0 and 1024"):
+        tiny_train_config(tmp_path, threads=-1)
