@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+BROWSER_STAMP := $(VENV)/.installed-browser
 # torch is pinned (also in pyproject.toml): an unpinned install can pull a multi-GB CUDA build.
 TORCH := torch==2.13.0
 DEMO := demo-output
@@ -17,6 +18,11 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $@
 
+# Playwright drives the system Chromium in tests/test_serve_browser.py; without either, those tests skip.
+$(BROWSER_STAMP): pyproject.toml | $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[dev,browser]" || echo "playwright not installed: browser tests will skip"
+	touch $@
+
 # Train a small model (0.8M parameters) on the bundled text for about a minute, then generate from it.
 demo: $(STAMP)
 	$(BIN)/mini-transformer-lab train --data example_data/ai_intro.txt --epochs 10 \
@@ -25,7 +31,7 @@ demo: $(STAMP)
 	$(BIN)/mini-transformer-lab generate --checkpoint $(DEMO)/checkpoints/checkpoint.pt \
 	    --prompt "Training even a mini transformer" --temperature 0.5 --max_new_tokens 300 --seed 7
 
-test: $(STAMP)
+test: $(STAMP) $(BROWSER_STAMP)
 	$(BIN)/python -m pytest
 
 test-fast: $(STAMP)

@@ -86,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=s,
         help="train for this much wall clock instead of --epochs, the lr schedule laid out over it (default 0 = off)",
     )
+    _switch(t, "tensorboard", "also log losses, lr and tokens/s for TensorBoard if it is installed (default off)")
     _flag(t, "threads", type=int, default=s, help="CPU threads for training, 0 = one per core (default 0)")
     _flag(t, "context_length", type=int, default=s, help="tokens the model attends over (default 256)")
     _flag(t, "d_model", type=int, default=s, help="model width (default 256)")
@@ -182,6 +183,15 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("runs", nargs="+", metavar="RUN_DIR", help="experiment folders of runs (globs allowed)")
     _flag(c, "out", metavar="FILE.png", default=None, help="also draw val loss vs step and vs wall clock here")
 
+    w = sub.add_parser(
+        "serve", help="a local web page: runs, live loss curves, generation, attention", allow_abbrev=False
+    )
+    _flag(w, "experiments", metavar="DIR", default="experiments", help="folder of run logs (default experiments)")
+    _flag(w, "checkpoints", metavar="DIR", default="checkpoints", help="folder of checkpoints (default checkpoints)")
+    _flag(w, "port", type=int, default=8000, help="port to listen on, 0 = any free one (default 8000)")
+    _flag(w, "host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    _flag(w, "device", default="cpu", help="auto | cpu | cuda | mps: where models run (default cpu)")
+
     x = sub.add_parser("export", help="write weights (.safetensors), config and tokenizer (JSON)", allow_abbrev=False)
     _flag(x, "checkpoint", metavar="CKPT", required=True, help="checkpoint to export")
     _flag(x, "out", metavar="DIR", required=True, help="directory to write (must not hold an export already)")
@@ -267,6 +277,44 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if out is not None:
         plot_comparison(runs, out)
         print(f"wrote {out}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import ipaddress
+
+    from minilab.device import resolve_device
+    from minilab.serve import Lab, make_server
+
+    for flag, folder in (("--experiments", args.experiments), ("--checkpoints", args.checkpoints)):
+        if not os.path.exists(folder):
+            raise LabError(f"{flag} folder {folder!r} does not exist (train a model first, or give {flag} DIR)")
+        if not os.path.isdir(folder):
+            raise LabError(f"{flag} {folder!r} is not a directory")
+    if not 0 <= args.port <= 65535:
+        raise LabError(f"--port must be between 0 and 65535, got {args.port}")
+    device = resolve_device(args.device)
+    try:
+        loopback = args.host == "localhost" or ipaddress.ip_address(args.host).is_loopback
+    except ValueError:
+        loopback = False  # a host name: assume it can be reached from elsewhere
+    try:
+        server = make_server(Lab(args.experiments, args.checkpoints, device), args.host, args.port)
+    except OSError as e:
+        raise LabError(f"cannot listen on {args.host}:{args.port}: {e.strerror or e}") from None
+    if not loopback:
+        print(
+            f"mini-transformer-lab serve: warning: --host {args.host} lets other machines reach the lab "
+            "(it has no login); the default 127.0.0.1 keeps it to this one",
+            file=sys.stderr,
+        )
+    host, port = server.server_address[:2]
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else f"[{host}]" if ":" in host else host
+    print(f"serving {args.experiments} and {args.checkpoints} at http://{shown}:{port}/ (Ctrl-C stops)", flush=True)
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
     return 0
 
 
@@ -382,6 +430,7 @@ COMMANDS = {
     "prepare": cmd_prepare,
     "attention": cmd_attention,
     "compare": cmd_compare,
+    "serve": cmd_serve,
 }
 
 

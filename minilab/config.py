@@ -97,6 +97,7 @@ class TrainConfig:
     optimizer: str = "adamw"  # 'adamw', or 'muon' for the blocks' weight matrices (AdamW for the rest)
     schedule: str = "cosine"  # lr after warmup: 'cosine' decay, 'wsd' (stable, then linear decay) or 'constant'
     time_budget: float = 0.0  # seconds of wall clock to train for (0 = off: train for --epochs)
+    tensorboard: bool = False  # also log the scalars for TensorBoard, if the package is installed (minilab/tblog.py)
     threads: int = 0  # CPU threads for PyTorch's kernels (0 = PyTorch's default: one per core)
 
     def __post_init__(self) -> None:
@@ -107,6 +108,7 @@ class TrainConfig:
         _check_int("sample_length", self.sample_length, low=0, high=1 << 20)
         _check_int("grad_accum", self.grad_accum, low=1, high=1 << 16)
         _check_bool("compile", self.compile)
+        _check_bool("tensorboard", self.tensorboard)
         _check_choice("optimizer", self.optimizer, OPTIMIZERS)
         _check_choice("schedule", self.schedule, SCHEDULES)
         _check_float("time_budget", self.time_budget, low=0.0, high=1e9)

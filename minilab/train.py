@@ -44,6 +44,7 @@ from minilab.optim import auto_warmup_steps, lr_at, make_optimizers
 from minilab.runfiles import RunFiles
 from minilab.runlog import RunLog, new_run_name
 from minilab.stopping import EXIT_CODES, StopSignals, TrainingInterrupted
+from minilab.tblog import TensorBoardLog, open_tensorboard
 from minilab.tokenizer import tokenizer_from_dict
 
 MIN_STEPS_PER_EPOCH = 50
@@ -272,6 +273,7 @@ class Trainer(RunFiles):
             torch.manual_seed(cfg.seed + self.step + 1000 * self.dist.rank)
         self.peak_flops = measured_peak_flops(self.device.type) * self.dist.world_size
         self.flops_per_token = flops_per_token(model)
+        self.tb = TensorBoardLog()  # does nothing unless --tensorboard opens a real one (rank 0 only)
         if self.dist.is_main:
             self._prepare_outputs()
         self.log(
@@ -296,6 +298,7 @@ class Trainer(RunFiles):
                 while self._budget_share() < 1 if cfg.time_budget else self.epoch < cfg.epochs:
                     self._run_epoch(signals)
         finally:
+            self.tb.close()
             distributed.teardown()
         return TrainResult(
             best_val_loss=self.best_val,
@@ -328,6 +331,8 @@ class Trainer(RunFiles):
         for stale in self.out_dir.glob(".*.pt.*.tmp"):  # left by a process killed mid-write
             stale.unlink(missing_ok=True)
         self.runlog = RunLog(self.run_dir, resume_step=self.step if self.step > 0 else None)
+        if cfg.tensorboard:
+            self.tb = open_tensorboard(self.run_dir, self.log)
         self.runlog.write_json(
             "config.json",
             {
@@ -384,6 +389,7 @@ class Trainer(RunFiles):
                 "wall_time": self._wall(),
             }
             self._write(lambda row=row: self.runlog.log_step(row))
+            self.tb.step(row)
             bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{n_tokens / dt:,.0f}", mfu=f"{100 * mfu:.0f}%", refresh=False)
             bar.update()
             if cfg.save_every_steps and self.step % cfg.save_every_steps == 0 and self.epoch_steps < spe:
@@ -405,6 +411,7 @@ class Trainer(RunFiles):
             self.best_val = score
         if not math.isnan(self.last_val):
             self._write(lambda: self.runlog.set_val(self.last_val, self._wall()))
+            self.tb.val(self.step, self.last_val)
         self._save([f"checkpoint_epoch_{epoch}.pt", "checkpoint.pt"] + (["best_model.pt"] if is_best else []))
         self._prune_epoch_checkpoints()
         self._write(lambda: self._write_epoch_logs(self.last_train, self.last_val))

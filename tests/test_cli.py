@@ -289,6 +289,10 @@ BAD_OTHER = [
     ("compare", ["nothing*"], "'nothing*' matches no run directory"),
     ("compare", ["adir", "--out", "cmp.jpg"], "give a file name ending in .png"),
     ("compare", [], "the following arguments are required: RUN_DIR"),
+    ("serve", ["--experiments", "missing_dir"], "--experiments folder 'missing_dir' does not exist"),
+    ("serve", ["--experiments", "adir", "--checkpoints", "afile"], "--checkpoints 'afile' is not a directory"),
+    ("serve", ["--experiments", "adir", "--port", "70000"], "--port must be between 0 and 65535"),
+    ("serve", ["--experiments", "adir", "--port", "http"], "invalid int value: 'http'"),
     ("frobnicate", [], "invalid choice: 'frobnicate'"),
 ]
 
