@@ -14,6 +14,30 @@ from pathlib import Path
 from minilab.config import ModelConfig, TrainConfig
 from minilab.errors import LabError
 
+# tinyshakespeare on a 2-core CPU in two minutes or less (the speedrun, docs/speedrun.md): the
+# modern switches on a 0.45M-parameter model (smaller beat nanoGPT's 0.8M size at this budget),
+# short windows in small batches (more updates per second), no dropout, no samples, a cheap
+# in-training evaluation. Run it with --time_budget: the lr schedule is laid out over the budget.
+SHAKESPEARE_CPU = dict(
+    context_length=64,
+    d_model=96,
+    n_heads=3,
+    n_layers=4,
+    d_ff=384,
+    dropout=0.0,
+    pos_encoding="rope",
+    norm="rmsnorm",
+    qk_norm=True,
+    mlp="relu2",
+    optimizer="muon",
+    batch_size=16,
+    steps_per_epoch=200,
+    epochs=20,
+    lr=3e-3,
+    eval_tokens=16384,
+    sample_length=0,
+)
+
 PRESETS: dict[str, dict] = {
     # Seconds on a CPU: for tests, demos and trying a flag out.
     "tiny": dict(
@@ -34,50 +58,13 @@ PRESETS: dict[str, dict] = {
     # The seed's size with the switches current small GPTs use (modded-nanoGPT, LLaMA-style):
     # rotary positions, RMSNorm, QK-norm, squared-ReLU MLP, and Muon for the hidden matrices.
     "modern": dict(pos_encoding="rope", norm="rmsnorm", qk_norm=True, mlp="relu2", optimizer="muon"),
-    # tinyshakespeare on a 2-core CPU in two minutes or less (the speedrun, docs/speedrun.md): the
-    # modern switches on a 0.45M-parameter model (smaller beat nanoGPT's 0.8M size at this budget),
-    # short windows in small batches (more updates per second), no dropout, no samples, a cheap
-    # in-training evaluation. Run it with --time_budget: the lr schedule is laid out over the budget.
-    "shakespeare-cpu": dict(
-        context_length=64,
-        d_model=96,
-        n_heads=3,
-        n_layers=4,
-        d_ff=384,
-        dropout=0.0,
-        pos_encoding="rope",
-        norm="rmsnorm",
-        qk_norm=True,
-        mlp="relu2",
-        optimizer="muon",
-        batch_size=16,
-        steps_per_epoch=200,
-        epochs=20,
-        lr=3e-3,
-        eval_tokens=16384,
-        sample_length=0,
-    ),
+    "shakespeare-cpu": SHAKESPEARE_CPU,
     # The same for about ten minutes: a wider model with a longer context, which pays off only with
     # more training time (chosen from the shorter runs; not tuned at 600 s).
-    "shakespeare-cpu-long": dict(
-        context_length=128,
-        d_model=192,
-        n_heads=6,
-        n_layers=4,
-        d_ff=768,
-        dropout=0.0,
-        pos_encoding="rope",
-        norm="rmsnorm",
-        qk_norm=True,
-        mlp="relu2",
-        optimizer="muon",
-        batch_size=16,
-        steps_per_epoch=500,
-        epochs=20,
-        lr=3e-3,
-        eval_tokens=16384,
-        sample_length=0,
-    ),
+    "shakespeare-cpu-long": {
+        **SHAKESPEARE_CPU,
+        **dict(context_length=128, d_model=192, n_heads=6, d_ff=768, steps_per_epoch=500),
+    },
 }
 
 MODEL_KEYS = tuple(f.name for f in fields(ModelConfig) if f.name != "vocab_size")  # vocab comes from the data
