@@ -4,6 +4,7 @@ Precedence, highest first: flags on the command line > the config file > the pre
 defaults in ``config.py``. A config file is TOML or JSON holding a flat table of any training or
 model setting (the same names as the flags, with underscores), and may name a ``preset`` itself.
 An unknown name or a value of the wrong type is an error that names the file and the key.
+A resumed run takes its settings from the checkpoint instead (``resume_configs``).
 """
 
 import difflib
@@ -13,6 +14,7 @@ from pathlib import Path
 
 from minilab.config import ModelConfig, TrainConfig
 from minilab.errors import LabError
+from minilab.tokenizer import tokenizer_from_dict
 
 # tinyshakespeare on a 2-core CPU in two minutes or less (the speedrun, docs/speedrun.md): the
 # modern switches on a 0.45M-parameter model (smaller beat nanoGPT's 0.8M size at this budget),
@@ -140,3 +142,35 @@ def resolve_settings(flags: dict, config_file: str | None = None, preset: str | 
     train = {k: v for k, v in merged.items() if k in TRAIN_KEYS}
     model = {k: v for k, v in merged.items() if k in MODEL_KEYS}
     return train, model
+
+
+def resume_configs(ckpt: dict, train_flags: dict, model_flags: dict) -> tuple[TrainConfig, ModelConfig]:
+    """Settings for resuming: the checkpoint's, with the given training flags on top.
+
+    Model flags must agree with the checkpoint: a different architecture cannot load its weights.
+    """
+    model_cfg = ModelConfig.from_dict(ckpt["model_config"])
+    for key, value in model_flags.items():
+        saved = getattr(model_cfg, key)
+        if value != saved:
+            raise LabError(f"--{key} {value} contradicts the checkpoint, which has {key} = {saved}")
+    saved_args = dict(ckpt.get("train_args") or {})
+    # The tokenizer comes from the checkpoint; asking for another one cannot be honoured.
+    saved_tok = tokenizer_from_dict(ckpt["tokenizer"])
+    bpe = saved_tok.kind == "bpe"
+    saved_size = saved_args.get("vocab_size") if bpe else None  # the size asked for (BPE may have made fewer)
+    allowed = {"tokenizer": (saved_tok.kind,), "vocab_size": (saved_size, saved_tok.vocab_size) if bpe else (None,)}
+    for key, saved in allowed.items():
+        if key in train_flags and train_flags[key] not in saved:
+            raise LabError(
+                f"--{key} {train_flags[key]} contradicts the checkpoint, whose tokenizer is "
+                f"{saved_tok.kind} with {saved_tok.vocab_size} tokens (a resumed run keeps its tokenizer)"
+            )
+    saved_args.update(tokenizer=saved_tok.kind, vocab_size=saved_size)
+    saved_opt = saved_args.get("optimizer", "adamw")  # checkpoints from before --optimizer used AdamW
+    if train_flags.get("optimizer", saved_opt) != saved_opt:
+        raise LabError(
+            f"--optimizer {train_flags['optimizer']} contradicts the checkpoint, which was trained with {saved_opt} "
+            f"(its optimizer state cannot carry over)"
+        )
+    return TrainConfig.from_dict({**saved_args, **train_flags}), model_cfg

@@ -76,38 +76,6 @@ def process_start() -> float:
     return now - age if 0 <= age < 600 else now  # a clock that disagrees: count from now
 
 
-def resume_configs(ckpt: dict, train_flags: dict, model_flags: dict) -> tuple[TrainConfig, ModelConfig]:
-    """Settings for resuming: the checkpoint's, with the given training flags on top.
-
-    Model flags must agree with the checkpoint: a different architecture cannot load its weights.
-    """
-    model_cfg = ModelConfig.from_dict(ckpt["model_config"])
-    for key, value in model_flags.items():
-        saved = getattr(model_cfg, key)
-        if value != saved:
-            raise LabError(f"--{key} {value} contradicts the checkpoint, which has {key} = {saved}")
-    saved_args = dict(ckpt.get("train_args") or {})
-    # The tokenizer comes from the checkpoint; asking for another one cannot be honoured.
-    saved_tok = tokenizer_from_dict(ckpt["tokenizer"])
-    bpe = saved_tok.kind == "bpe"
-    saved_size = saved_args.get("vocab_size") if bpe else None  # the size asked for (BPE may have made fewer)
-    allowed = {"tokenizer": (saved_tok.kind,), "vocab_size": (saved_size, saved_tok.vocab_size) if bpe else (None,)}
-    for key, saved in allowed.items():
-        if key in train_flags and train_flags[key] not in saved:
-            raise LabError(
-                f"--{key} {train_flags[key]} contradicts the checkpoint, whose tokenizer is "
-                f"{saved_tok.kind} with {saved_tok.vocab_size} tokens (a resumed run keeps its tokenizer)"
-            )
-    saved_args.update(tokenizer=saved_tok.kind, vocab_size=saved_size)
-    saved_opt = saved_args.get("optimizer", "adamw")  # checkpoints from before --optimizer used AdamW
-    if train_flags.get("optimizer", saved_opt) != saved_opt:
-        raise LabError(
-            f"--optimizer {train_flags['optimizer']} contradicts the checkpoint, which was trained with {saved_opt} "
-            f"(its optimizer state cannot carry over)"
-        )
-    return TrainConfig.from_dict({**saved_args, **train_flags}), model_cfg
-
-
 @dataclass
 class TrainResult:
     """What a finished run reports."""

@@ -303,7 +303,7 @@ def test_resume_keeps_the_checkpoints_tokenizer(tmp_path):
     )
     first.fit()
     from minilab.checkpoint import load_checkpoint
-    from minilab.train import resume_configs
+    from minilab.presets import resume_configs
 
     ckpt = load_checkpoint(tmp_path / "checkpoints" / "checkpoint.pt")
     other = tmp_path / "other.txt"

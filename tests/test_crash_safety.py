@@ -15,8 +15,9 @@ import torch
 
 from minilab.checkpoint import load_checkpoint
 from minilab.errors import LabError
+from minilab.presets import resume_configs
 from minilab.stopping import StopSignals, TrainingInterrupted
-from minilab.train import Trainer, resume_configs
+from minilab.train import Trainer
 from tests.conftest import EXAMPLE, ROOT, TINY_MODEL_FLAGS, tiny_model_config, tiny_train_config
 
 QUIET = dict(log=lambda *_: None, progress=False)

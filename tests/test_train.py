@@ -9,7 +9,8 @@ from minilab.checkpoint import load_checkpoint
 from minilab.data import split_tokens
 from minilab.errors import LabError
 from minilab.optim import lr_at
-from minilab.train import Trainer, resume_configs
+from minilab.presets import resume_configs
+from minilab.train import Trainer
 from tests.conftest import tiny_model_config, tiny_train_config
 
 
