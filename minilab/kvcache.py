@@ -38,6 +38,17 @@ class KVCache:
         self.length = 0  # positions 0..length-1 hold keys and values
 
     @classmethod
+    def over(cls, k: torch.Tensor, v: torch.Tensor) -> "KVCache":
+        """A cache that stores into ``k`` and ``v`` as given (n_layers, B, n_heads, max_len, head_dim).
+
+        They may be views of another layout: ``FastDecoder`` hands the model views of its own rows,
+        so a prefill writes the keys and values straight where the decoder reads them.
+        """
+        cache = cls.__new__(cls)
+        cache.k, cache.v, cache.max_len, cache.length = k, v, k.size(3), 0
+        return cache
+
+    @classmethod
     def for_model(cls, model, batch_size: int) -> "KVCache":
         """A cache sized for ``model``'s context, on its device and in its dtype."""
         cfg, p = model.cfg, next(model.parameters())

@@ -6,6 +6,7 @@ Skipped cleanly where there is no CUDA GPU (CI has none); run them on a machine 
 import pytest
 import torch
 
+from minilab.fastdecode import FastDecoder
 from minilab.generate import CachedDecoder
 from minilab.model import GPT
 from minilab.train import Trainer
@@ -53,3 +54,22 @@ def test_cached_generation_matches_full_forward_on_gpu():
             full, _ = model(decoder.tokens())
             assert torch.allclose(logits, full[:, -1], atol=1e-4)
             logits = decoder.step(logits.argmax(-1, keepdim=True))
+
+
+def test_fast_decoder_matches_full_forward_on_gpu():
+    """The batch-1 fast path on CUDA: one column block (threads are a CPU matter), fp32 products."""
+    torch.manual_seed(0)
+    model = GPT(tiny_model_config()).cuda().eval()
+    decoder = FastDecoder(model)
+    assert decoder.parts == 1
+    tf32 = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False  # full fp32, as on the CPU
+    try:
+        with torch.no_grad():
+            logits = decoder.prefill(torch.randint(0, 20, (1, 3), device="cuda"))
+            for _ in range(40):  # past the context of 16: the window slides
+                full, _ = model(decoder.tokens())
+                assert torch.allclose(logits, full[:, -1], atol=1e-4)
+                logits = decoder.step(logits.argmax(-1, keepdim=True))
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = tf32

@@ -1,10 +1,12 @@
 """The KV cache must change nothing but the speed: cached logits equal a full forward pass."""
 
+import gc
+
 import pytest
 import torch
 
 from minilab.config import ModelConfig
-from minilab.fastdecode import FastDecoder
+from minilab.fastdecode import FastDecoder, column_blocks, default_parts
 from minilab.generate import CachedDecoder, generate, sample_next
 from minilab.kvcache import KVCache, prefill
 from minilab.model import GPT
@@ -25,7 +27,12 @@ ARCHS = {
 }
 CLASSIC = {"sinusoidal", "learned"}  # the architectures FastDecoder spells out
 # The batch engine at batch 2, and the single-sequence fast path that generate() uses at batch 1.
-DECODERS = {"cached": (lambda m: CachedDecoder(m, batch_size=2), 2), "fast": (FastDecoder, 1)}
+# The fast path is also run with its weights cut into 4 column blocks (one per thread on a 4-core machine).
+DECODERS = {
+    "cached": (lambda m: CachedDecoder(m, batch_size=2), 2),
+    "fast": (lambda m: FastDecoder(m, parts=1), 1),
+    "fast-4-blocks": (lambda m: FastDecoder(m, parts=4), 1),
+}
 CASES = [(arch, kind) for arch in ARCHS for kind in DECODERS if kind == "cached" or arch in CLASSIC]
 
 
@@ -64,13 +71,13 @@ def test_fast_decoder_takes_only_the_classic_architecture():
         assert FastDecoder.supports(_model(arch)) == (arch in CLASSIC), arch
 
 
-@pytest.mark.parametrize("pos", sorted(CLASSIC))
+@pytest.mark.parametrize(("pos", "parts"), [("sinusoidal", 2), ("learned", 1)])
 @torch.no_grad()
-def test_fast_decoder_matches_the_model_at_the_seed_config(pos):
+def test_fast_decoder_matches_the_model_at_the_seed_config(pos, parts):
     """Full size (256 wide, 8 heads, 4 layers, context 256), past the window: within 1e-5 at every step."""
     torch.manual_seed(5)
     model = GPT(ModelConfig(vocab_size=65, pos_encoding=pos)).eval()
-    decoder = FastDecoder(model)
+    decoder = FastDecoder(model, parts=parts)
     logits = decoder.prefill(torch.randint(0, 65, (1, 40)))
     worst = 0.0
     for _ in range(300):  # 40 + 300 > 256: one slide of the window included
@@ -78,6 +85,52 @@ def test_fast_decoder_matches_the_model_at_the_seed_config(pos):
         worst = max(worst, (logits - full[:, -1]).abs().max().item())
         logits = decoder.step(logits.argmax(-1, keepdim=True))
     assert worst <= 1e-5
+
+
+def test_column_blocks_give_the_same_product():
+    """bmm over the blocks, read back as one row, is x @ (w * scale) + b, for every way to cut it."""
+    g = torch.Generator().manual_seed(0)
+    w_t, x = torch.randn(12, 24, generator=g), torch.randn(1, 12, generator=g)
+    bias, scale = torch.randn(24, generator=g), torch.rand(24, generator=g)
+    for parts in (1, 2, 3, 4, 6, 24):
+        out = torch.bmm(x.expand(parts, 1, 12), column_blocks(w_t, parts, scale)).reshape(1, 24)
+        assert torch.allclose(out, x @ (w_t * scale), atol=1e-6), parts
+        with_one = torch.cat([x, torch.ones(1, 1)], dim=1).expand(parts, 1, 13)
+        out = torch.bmm(with_one, column_blocks(w_t, parts, 0.5, bias)).reshape(1, 24)
+        assert torch.allclose(out, x @ w_t * 0.5 + bias, atol=1e-6), parts
+
+
+def test_fast_decoder_blocks_follow_the_threads():
+    """One block per thread where the widths allow; a number that does not divide them is refused."""
+    threads = torch.get_num_threads()
+    try:
+        for n, expected in ((1, 1), (2, 2), (3, 2), (4, 4), (5, 4)):
+            torch.set_num_threads(n)
+            assert default_parts(256, 1024, "cpu") == expected, n
+            assert default_parts(256, 1024, "meta") == 1  # not a CPU: one block
+    finally:
+        torch.set_num_threads(threads)
+    model = _model("sinusoidal")  # d_model 32, d_ff 64
+    for parts in (0, 3, 64):
+        with pytest.raises(ValueError, match="parts must divide"):
+            FastDecoder(model, parts=parts)
+
+
+@torch.no_grad()
+def test_fast_decoder_keeps_no_objects_per_position():
+    """Views are made per step and dropped: thousands of kept tensors would make Python's garbage
+    collector stall generation now and then (a full collection here takes ~80 ms)."""
+    model = _model("learned")
+    decoder = FastDecoder(model)
+    logits = decoder.prefill(torch.zeros(1, 1, dtype=torch.long))
+    for _ in range(3):
+        logits = decoder.step(logits.argmax(-1, keepdim=True))
+    gc.collect()
+    before = len(gc.get_objects())
+    for _ in range(model.cfg.context_length - 5):
+        logits = decoder.step(logits.argmax(-1, keepdim=True))
+    gc.collect()
+    assert len(gc.get_objects()) - before < 20
 
 
 def test_the_exponential_race_draws_what_multinomial_draws():
@@ -148,7 +201,7 @@ def test_cache_is_allocated_once():
 def test_fast_decoder_allocates_once():
     model = _model("learned")
     decoder = FastDecoder(model)
-    buffers = (decoder.rows, decoder.staging.k, decoder.x, decoder.y, decoder.h, decoder.g, decoder.logits)
+    buffers = (decoder.rows, decoder.x, decoder.y, decoder.h, decoder.g, decoder.logits)
     ptrs = [b.data_ptr() for b in buffers]
     logits = decoder.prefill(torch.zeros(1, 3, dtype=torch.long))
     for _ in range(2 * model.cfg.context_length):
