@@ -163,7 +163,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from minilab.checkpoint import load_checkpoint, resolve_checkpoint
-    from minilab.train import Trainer, process_start
+    from minilab.clock import process_start
+    from minilab.train import Trainer
 
     given = {k: v for k, v in vars(args).items() if k not in ("command", "resume", "preset", "config", "as_program")}
     # Run as a program, the clock of a --time_budget starts with the process (imports included);

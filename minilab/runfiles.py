@@ -45,7 +45,7 @@ class RunFiles:
                 "batch": self.batch_gen.get_state(),
                 "cuda": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
             },
-            "run": {"name": self.run_name, "wall_time": self._wall(), "tokens_seen": self.tokens_seen},
+            "run": {"name": self.run_name, "wall_time": self.clock.wall(), "tokens_seen": self.tokens_seen},
         }
 
     def _save(self, names: list[str]) -> None:
@@ -88,7 +88,7 @@ class RunFiles:
                 "final_train_loss": finite(train_loss),
                 "final_val_loss": finite(val_loss),
                 "tokens_seen": self.tokens_seen,
-                "wall_time_sec": round(self._wall(), 3),
+                "wall_time_sec": round(self.clock.wall(), 3),
                 "tokens_per_sec": round(self._tokens_per_sec(), 1),
                 "device": str(self.device),
                 "checkpoint_dir": str(self.out_dir),

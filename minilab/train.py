@@ -23,7 +23,6 @@ budgeted run continues toward the same budget, and a larger --time_budget stretc
 
 import contextlib
 import math
-import os
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -33,6 +32,7 @@ import torch
 from tqdm.auto import tqdm
 
 from minilab import distributed
+from minilab.clock import RunClock
 from minilab.config import ModelConfig, TrainConfig
 from minilab.data import draw_starts, load_training_data, windows
 from minilab.device import resolve_device
@@ -50,30 +50,11 @@ from minilab.tokenizer import tokenizer_from_dict
 MIN_STEPS_PER_EPOCH = 50
 DEFAULT_BATCH_SIZE = 32
 MIN_AUTO_BATCH_SIZE = 8
-EXIT_SECONDS = 1.0  # kept back for the exit: unloading torch and matplotlib took 0.7-0.9 s here
 
 
 def auto_batch_size(n_train: int, window: int) -> int:
     """32 sequences, or as many windows as the training text holds (at least 8) if that is fewer."""
     return max(MIN_AUTO_BATCH_SIZE, min(DEFAULT_BATCH_SIZE, math.ceil(n_train / window)))
-
-
-def process_start() -> float:
-    """The time.perf_counter() reading at which this process started (Linux), else now.
-
-    Python's start-up and ``import torch`` take a second or two before any training code runs; a
-    --time_budget run from the command line counts them too. Read from /proc (the process's start
-    in clock ticks since boot, against the seconds since boot).
-    """
-    now = time.perf_counter()
-    try:
-        with open("/proc/self/stat") as f:
-            start_ticks = int(f.read().rsplit(")", 1)[1].split()[19])  # field 22, 'starttime'
-        with open("/proc/uptime") as f:
-            age = float(f.read().split()[0]) - start_ticks / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError, AttributeError):
-        return now
-    return now - age if 0 <= age < 600 else now  # a clock that disagrees: count from now
 
 
 @dataclass
@@ -105,8 +86,7 @@ class Trainer(RunFiles):
     ):
         # The run's clock: from ``started`` (a time.perf_counter() reading; the CLI passes the
         # process's start, so a --time_budget covers Python's start-up and imports too), else now.
-        self.t0 = time.perf_counter() if started is None else started
-        self.end_cost = 0.0  # seconds the last epoch's end (evaluation, checkpoints, logs) took
+        self.clock = RunClock(started)
         self.log, self.progress = log, progress
         self.device = resolve_device(cfg.device)
         self.dist = distributed.setup(self.device)
@@ -162,7 +142,7 @@ class Trainer(RunFiles):
         self.epoch, self.step, self.best_val = 0, 0, math.inf  # epoch = completed epochs
         self.epoch_loss_sum = 0.0  # training losses of the epoch in progress, for its mean
         self.epoch_steps = 0  # steps done in the epoch in progress
-        self.prior_wall, self.tokens_seen = 0.0, 0
+        self.tokens_seen = 0
         self.run_name = cfg.run_name or new_run_name(cfg.data)
         if resume is not None:
             self._restore(resume)
@@ -171,10 +151,10 @@ class Trainer(RunFiles):
             raise LabError(f"experiment path {str(self.run_dir)!r} is a file, not a directory")
         if resume is None and self.run_dir.exists() and any(self.run_dir.iterdir()):
             raise LabError(f"experiment folder {str(self.run_dir)!r} already holds a run; choose another --run_name")
-        if cfg.time_budget and self.prior_wall >= cfg.time_budget:
+        if cfg.time_budget and self.clock.prior >= cfg.time_budget:
             raise LabError(
-                f"the checkpoint has already trained for {self.prior_wall:.1f}s; ask for --time_budget above "
-                f"{self.prior_wall:.0f} to train further"
+                f"the checkpoint has already trained for {self.clock.prior:.1f}s; ask for --time_budget above "
+                f"{self.clock.prior:.0f} to train further"
             )
         if not cfg.time_budget and self.epoch >= cfg.epochs:
             raise LabError(
@@ -219,7 +199,7 @@ class Trainer(RunFiles):
         self.best_val = float(ckpt.get("best_val_loss", math.inf))
         run = ckpt.get("run") or {}
         self.run_name = self.cfg.run_name or run.get("name") or self.run_name
-        self.prior_wall = float(run.get("wall_time", 0.0))
+        self.clock.prior = float(run.get("wall_time", 0.0))
         self.tokens_seen = int(run.get("tokens_seen", 0))
         rng = ckpt["rng"]
         torch.set_rng_state(rng["torch"])
@@ -274,7 +254,7 @@ class Trainer(RunFiles):
             final_val_loss=self.last_val,
             epochs=self.epoch,
             steps=self.step,
-            wall_time=self._wall(),
+            wall_time=self.clock.wall(),
             tokens_per_sec=self._tokens_per_sec(),
             run_dir=self.run_dir,
             out_dir=self.out_dir,
@@ -354,7 +334,7 @@ class Trainer(RunFiles):
                 "lr": lr,
                 "tokens_per_sec": n_tokens / dt,
                 "mfu": mfu,
-                "wall_time": self._wall(),
+                "wall_time": self.clock.wall(),
             }
             self._write(lambda row=row: self.runlog.log_step(row))
             self.tb.step(row)
@@ -378,7 +358,7 @@ class Trainer(RunFiles):
         if is_best:
             self.best_val = score
         if not math.isnan(self.last_val):
-            self._write(lambda: self.runlog.set_val(self.last_val, self._wall()))
+            self._write(lambda: self.runlog.set_val(self.last_val, self.clock.wall()))
             self.tb.val(self.step, self.last_val)
         self._save([f"checkpoint_epoch_{epoch}.pt", "checkpoint.pt"] + (["best_model.pt"] if is_best else []))
         self._prune_epoch_checkpoints()
@@ -391,7 +371,7 @@ class Trainer(RunFiles):
             f"epoch {epoch}{of} | train loss {self.last_train:.4f}{val_part} | lr {lr:.2e} | "
             f"{done * n_tokens / max(took, 1e-9):,.0f} tok/s | {took:.1f}s{' | best' if is_best else ''}"
         )
-        self.end_cost = time.perf_counter() - t_end
+        self.clock.end_cost = time.perf_counter() - t_end
 
     def _interrupted(self, signum: int) -> None:
         """Save where the run stands and leave with the signal's exit status."""
@@ -447,23 +427,12 @@ class Trainer(RunFiles):
         return value
 
     def _budget_share(self) -> float:
-        """The share of --time_budget's training time spent so far (the slowest rank's, so all ranks stop together).
-
-        The training time is the budget less what the run's end will take (its evaluation, checkpoints
-        and exit, estimated from the last epoch's end), so that the whole run fits in the budget.
-        """
-        training_time = max(1e-9, self.cfg.time_budget - self._reserve())
-        return distributed.max_across_ranks(self._wall() / training_time, self.dist, self.device)
-
-    def _reserve(self) -> float:
-        """Seconds kept back from a time budget for the run's end: the last epoch end's cost and the exit."""
-        return self.end_cost + EXIT_SECONDS
+        """The share of --time_budget spent so far (the slowest rank's, so that all ranks stop together)."""
+        share = self.clock.budget_share(self.cfg.time_budget)
+        return distributed.max_across_ranks(share, self.dist, self.device)
 
     def _tokens_per_sec(self) -> float:
         return self.session_tokens / self.train_time if self.train_time else 0.0
-
-    def _wall(self) -> float:
-        return self.prior_wall + time.perf_counter() - self.t0
 
 
 def train(data: str, model_config: ModelConfig | None = None, **settings) -> TrainResult:

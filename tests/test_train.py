@@ -219,8 +219,9 @@ def test_compiled_training_saves_plain_weights(tmp_path):
 
 def _clocked(trainer: Trainer, seconds_per_step: float = 1.0) -> Trainer:
     """Replace the trainer's wall clock by one that advances exactly per step, so budgets are deterministic."""
-    trainer._wall = lambda: trainer.prior_wall + (trainer.step - trainer.start_step) * seconds_per_step
-    trainer._reserve = lambda: 0.0  # nothing kept back for the run's end (tested on its own below)
+    clock = trainer.clock
+    clock.wall = lambda: clock.prior + (trainer.step - trainer.start_step) * seconds_per_step
+    clock.reserve = lambda: 0.0  # nothing kept back for the run's end (tested on its own below)
     trainer.start_step = trainer.step
     return trainer
 
@@ -245,22 +246,22 @@ def test_a_time_budget_keeps_time_back_for_the_final_evaluation(tmp_path):
     """Training stops early enough for the last evaluation and save to fit, and the schedule ends there."""
     quiet = dict(log=lambda *_: None, progress=False)
     trainer = _clocked(Trainer(tiny_train_config(tmp_path, time_budget=10, warmup_steps=0), _model_cfg(), **quiet))
-    trainer._reserve = lambda: 2.5  # as if the end of an epoch took 1.5 s (+ 1 s for the exit)
+    trainer.clock.reserve = lambda: 2.5  # as if the end of an epoch took 1.5 s (+ 1 s for the exit)
     result = trainer.fit()
     assert result.steps == 8  # 7.5 s of training time: steps at 0..7 s
     lrs = [float(r["lr"]) for r in csv.DictReader(open(result.run_dir / "metrics.csv"))]
     assert lrs == pytest.approx([lr_at(s, 0, 0, 3e-3, 3e-4, "cosine", progress=s / 7.5) for s in range(8)], rel=1e-5)
     # The estimate is the last epoch end's measured cost.
     real = Trainer(tiny_train_config(tmp_path / "b", epochs=1), _model_cfg(), **quiet)
-    assert real._reserve() == pytest.approx(1.0)
+    assert real.clock.reserve() == pytest.approx(1.0)
     real.fit()
-    assert real.end_cost > 0 and real._reserve() == pytest.approx(real.end_cost + 1.0)
+    assert real.clock.end_cost > 0 and real.clock.reserve() == pytest.approx(real.clock.end_cost + 1.0)
 
 
 def test_the_clock_of_a_command_line_run_starts_with_the_process():
     import time
 
-    from minilab.train import process_start
+    from minilab.clock import process_start
 
     age = time.perf_counter() - process_start()
     assert 0.05 < age < 600  # this test process started (and imported torch) well before now
