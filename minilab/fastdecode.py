@@ -11,8 +11,8 @@ and so that both cores read weights at once:
   blocks, which PyTorch runs one block per thread. A single matrix-vector product is bound by how
   fast one core reads memory; the blocks let every core read its share (on the 2-core CPU the 16
   products take 110 us instead of 180 us);
-- the products write straight into preallocated buffers (``out=`` or in place): nothing is
-  allocated per token except the returned logits;
+- the products write straight into preallocated buffers (``out=`` or in place), reused every
+  token; only small temporaries (layer-norm and softmax outputs, erf) and the returned logits are new;
 - the query part of the qkv weights is pre-multiplied by 1/sqrt(head_dim), which removes the
   scaling of the attention scores;
 - the qkv product writes its row straight into the cache, one row (3 x d_model) per position, so
@@ -183,7 +183,8 @@ class FastDecoder:
         """For position n, per layer: the qkv row's blocks, and the views of q, K^T and V over 0..n.
 
         Made anew each step (a dozen calls for all layers): keeping them per position would pile up
-        thousands of tensors, which Python's garbage collector then walks through."""
+        thousands of tensors, which Python's garbage collector then walks through.
+        """
         L, C, S = len(self.layers), self.C, n + 1
         at_n = self.rows[:, n]  # (L, 3C)
         rows = at_n.view(L, self.parts, 1, -1).unbind(0)  # the qkv product writes here
