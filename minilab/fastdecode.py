@@ -7,10 +7,10 @@ exact GELU, tied head) but prepares the weights once so that a step needs as few
 and so that both cores read weights at once:
 
 - every weight matrix is stored transposed, (in, out), and cut into ``parts`` blocks of output
-  columns, (parts, in, out/parts), one block per thread: a product is one ``torch.bmm`` over the
-  blocks, which PyTorch runs one block per thread. A single matrix-vector product is bound by how
-  fast one core reads memory; the blocks let every core read its share (on the 2-core CPU the 16
-  products take 110 us instead of 180 us);
+  columns, (parts, in, out/parts), one block per thread (``default_parts``): a product is one
+  ``torch.bmm`` over the blocks, which PyTorch runs one block per thread. A single matrix-vector
+  product is bound by how fast one core reads memory; the blocks let every core read its share (on
+  the 2-core CPU the 16 products take 110 us instead of 180 us);
 - the products write straight into preallocated buffers (``out=`` or in place), reused every
   token; only small temporaries (layer-norm and softmax outputs, erf) and the returned logits are new;
 - the query part of the qkv weights is pre-multiplied by 1/sqrt(head_dim), which removes the
@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from minilab.kvcache import KVCache, default_keep, prefill
 
 SQRT_HALF = math.sqrt(0.5)
+MIN_BLOCK_COLUMNS = 64  # see default_parts
 
 
 def column_blocks(w_t: torch.Tensor, parts: int, scale=1.0, bias: torch.Tensor | None = None) -> torch.Tensor:
@@ -59,10 +60,15 @@ def column_blocks(w_t: torch.Tensor, parts: int, scale=1.0, bias: torch.Tensor |
 
 
 def default_parts(d_model: int, d_ff: int, device) -> int:
-    """How many column blocks per weight: one per CPU thread (that divides the widths); 1 elsewhere."""
+    """How many column blocks per weight: one per CPU thread, as many as divide the widths; 1 elsewhere.
+
+    Blocks keep at least ``MIN_BLOCK_COLUMNS`` of d_model's columns each: narrower ones would read
+    each weight row in short pieces, for products too small to keep many threads busy (the benefit
+    is measured on 2 cores only).
+    """
     if torch.device(device).type != "cpu":
         return 1
-    parts = torch.get_num_threads()
+    parts = max(1, min(torch.get_num_threads(), d_model // MIN_BLOCK_COLUMNS))
     while d_model % parts or d_ff % parts:
         parts -= 1
     return parts

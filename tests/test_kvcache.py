@@ -101,13 +101,17 @@ def test_column_blocks_give_the_same_product():
 
 
 def test_fast_decoder_blocks_follow_the_threads():
-    """One block per thread where the widths allow; a number that does not divide them is refused."""
+    """One block per thread where the widths allow, each at least 64 columns; a number that does not
+    divide the widths is refused."""
     threads = torch.get_num_threads()
     try:
-        for n, expected in ((1, 1), (2, 2), (3, 2), (4, 4), (5, 4)):
+        for n, expected in ((1, 1), (2, 2), (3, 2), (4, 4), (5, 4), (8, 4)):
             torch.set_num_threads(n)
             assert default_parts(256, 1024, "cpu") == expected, n
             assert default_parts(256, 1024, "meta") == 1  # not a CPU: one block
+        assert default_parts(768, 3072, "cpu") == 8  # 8 threads: 96 columns each
+        assert default_parts(384, 1536, "cpu") == 6  # at most 6 blocks of 64, and 6 divides both
+        assert default_parts(32, 64, "cpu") == 1  # too narrow to cut
     finally:
         torch.set_num_threads(threads)
     model = _model("sinusoidal")  # d_model 32, d_ff 64
