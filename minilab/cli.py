@@ -180,11 +180,12 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise LabError("train needs --data FILE (the text to learn from)")
         trainer = Trainer(TrainConfig(**train_flags), ModelConfig(**model_flags), started=started)
     result = trainer.fit()
-    print(
-        f"done: best val loss {result.best_val_loss:.4f} after {result.epochs} epochs "
-        f"({result.wall_time:.1f}s). Try:\n  mini-transformer-lab generate --checkpoint "
-        f'{result.out_dir / "best_model.pt"} --prompt "..."'
-    )
+    if trainer.dist.is_main:  # under torchrun, one report
+        print(
+            f"done: best val loss {result.best_val_loss:.4f} after {result.epochs} epochs "
+            f"({result.wall_time:.1f}s). Try:\n  mini-transformer-lab generate --checkpoint "
+            f'{result.out_dir / "best_model.pt"} --prompt "..."'
+        )
     return 0
 
 

@@ -9,6 +9,7 @@ files. CPUs talk through the gloo backend, GPUs through NCCL.
 
 import datetime
 import os
+import time
 from dataclasses import dataclass
 
 import torch
@@ -64,17 +65,37 @@ def mean_across_ranks(value: float, info: DistInfo, device: torch.device) -> flo
     """The average of a number over all ranks (for logging the global loss)."""
     if not info.enabled:
         return value
-    t = torch.tensor([value], dtype=torch.float64, device=device)
-    dist.all_reduce(t)
-    return t.item() / info.world_size
+    return _one_number(value, device, dist.all_reduce) / info.world_size
 
 
 def max_across_ranks(value: float, info: DistInfo, device: torch.device) -> float:
     """The largest value of a number over all ranks (so that every rank takes the same decision)."""
     if not info.enabled:
         return value
+    return _one_number(value, device, lambda t: dist.all_reduce(t, op=dist.ReduceOp.MAX))
+
+
+def from_main(value: float, info: DistInfo, device: torch.device) -> float:
+    """Rank 0's value of a number, on every rank (so that every rank takes the same decision)."""
+    if not info.enabled:
+        return value
+    return _one_number(value, device, lambda t: dist.broadcast(t, src=0))
+
+
+def _one_number(value: float, device: torch.device, collective, wait_s: float = 1.0) -> float:
+    """Run ``collective`` on a one-element tensor holding ``value`` and return the result.
+
+    gloo's worker thread lets go of the tensor a moment *after* the call has returned, and letting
+    go of a tensor Python made takes Python's lock. If this was a rank's last collective, the rank
+    could reach interpreter shutdown first, and the process would then abort ("terminate called
+    without an active exception"). So wait, with the lock free, until this tensor is ours alone.
+    (NCCL's works are let go by a watchdog thread on its own schedule: on GPUs there is no wait.)
+    """
     t = torch.tensor([value], dtype=torch.float64, device=device)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    collective(t)
+    deadline = time.monotonic() + (wait_s if device.type == "cpu" else 0.0)
+    while t._use_count() > 1 and time.monotonic() < deadline:
+        time.sleep(1e-4)
     return t.item()
 
 

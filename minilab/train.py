@@ -349,9 +349,10 @@ class Trainer(RunFiles):
         self.epoch = epoch
         self.last_train = self.epoch_loss_sum / self.epoch_steps
         self.epoch_loss_sum, self.epoch_steps = 0.0, 0
-        self.last_val = math.nan  # only rank 0 evaluates: the other ranks' copies are identical
+        self.last_val = math.nan  # only rank 0 evaluates (every rank holds the same weights) ...
         if self.dist.is_main:
             self.last_val = evaluate_loss(self.model, self.val_tokens, splits.window, cfg.batch_size, self.device)
+        self.last_val = distributed.from_main(self.last_val, self.dist, self.device)  # ... and tells the others
         self.model.train()
         score = self.last_train if math.isnan(self.last_val) else self.last_val
         is_best = score < self.best_val

@@ -1,5 +1,6 @@
-"""Run under torchrun by tests/test_distributed.py: train a tiny model, then dump this rank's weights."""
+"""Run under torchrun by tests/test_distributed.py: train a tiny model, then dump what this rank holds and reports."""
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -37,5 +38,7 @@ if rank == fail_rank:
         return real(lr)
 
     trainer._train_step = failing
-trainer.fit()
+result = trainer.fit()
 torch.save(trainer.model.state_dict(), out / f"rank{rank}.pt")
+report = {"best_val_loss": result.best_val_loss, "final_val_loss": result.final_val_loss}
+(out / f"rank{rank}.json").write_text(json.dumps(report))
