@@ -2,6 +2,6 @@
 
 import sys
 
-from minilab.cli import main
+from minilab.app.cli import main
 
 sys.exit(main())

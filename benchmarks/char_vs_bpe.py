@@ -24,10 +24,11 @@ from pathlib import Path
 
 import torch
 
-from minilab.config import ModelConfig, TrainConfig
-from minilab.evaluate import score_text
-from minilab.optim import lr_at
-from minilab.train import Trainer
+from minilab.model.config import ModelConfig
+from minilab.training.config import TrainConfig
+from minilab.training.evaluate import score_text
+from minilab.training.optim import lr_at
+from minilab.training.trainer import Trainer
 
 SCHEDULE_POINTS = 1000  # the schedule's resolution: lr_at(progress x 1000, 1000, ...)
 

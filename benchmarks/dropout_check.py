@@ -18,10 +18,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-import minilab.model as model_module
-from minilab.config import ModelConfig, TrainConfig
-from minilab.evaluate import evaluate_loss
-from minilab.train import Trainer
+import minilab.model.gpt as model_module
+from minilab.model.config import ModelConfig
+from minilab.training.config import TrainConfig
+from minilab.training.evaluate import evaluate_loss
+from minilab.training.trainer import Trainer
 
 
 def run(data: str, steps: int, batch: int, attn_dropout: float, tmp: Path):

@@ -18,12 +18,12 @@ from pathlib import Path
 
 import torch
 
-from minilab.config import ModelConfig
 from minilab.device import resolve_device
-from minilab.fastdecode import FastDecoder
-from minilab.generate import generate
-from minilab.kvcache import KVCache
-from minilab.model import GPT
+from minilab.generation.decode import generate
+from minilab.generation.fastdecode import FastDecoder
+from minilab.model.config import ModelConfig
+from minilab.model.gpt import GPT
+from minilab.model.kvcache import KVCache
 
 
 def tokens_per_sec(model, prompt_len, batch, new_tokens, use_cache, device, repeats) -> float:

@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from minilab.prepare import prepare_dataset
+from minilab.training.prepare import prepare_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from minilab.bpe import BPETokenizer
+from minilab.tokenizers.bpe import BPETokenizer
 
 
 def best_time(fn, repeats: int):

@@ -19,9 +19,10 @@ from pathlib import Path
 
 import torch
 
-from minilab.config import ModelConfig, TrainConfig
-from minilab.flops import flops_per_token, measured_peak_flops
-from minilab.train import Trainer
+from minilab.model.config import ModelConfig
+from minilab.model.flops import flops_per_token, measured_peak_flops
+from minilab.training.config import TrainConfig
+from minilab.training.trainer import Trainer
 
 PRESETS = {
     "seed": dict(context_length=256, d_model=256, n_heads=8, n_layers=4, d_ff=1024),

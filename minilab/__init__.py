@@ -8,15 +8,17 @@
 Importing the package does nothing but define things: no files, no devices, no randomness.
 """
 
-from minilab.bpe import BPETokenizer
 from minilab.checkpoint import load_checkpoint, load_model, save_checkpoint
-from minilab.config import ModelConfig, TrainConfig
 from minilab.errors import LabError
-from minilab.generate import generate, sample_next
-from minilab.model import GPT
-from minilab.textgen import generate_text, stream_text
-from minilab.tokenizer import CharTokenizer
-from minilab.train import Trainer, TrainResult, train
+from minilab.generation.decode import generate
+from minilab.generation.sampling import sample_next
+from minilab.generation.textgen import generate_text, stream_text
+from minilab.model.config import ModelConfig
+from minilab.model.gpt import GPT
+from minilab.tokenizers.bpe import BPETokenizer
+from minilab.tokenizers.char import CharTokenizer
+from minilab.training.config import TrainConfig
+from minilab.training.trainer import Trainer, TrainResult, train
 
 __all__ = [
     "BPETokenizer",

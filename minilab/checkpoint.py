@@ -5,64 +5,25 @@ that would need to run code to unpickle is refused instead of executed.
 """
 
 import io
-import os
 import pickle
-import tempfile
 import zipfile
 from pathlib import Path
 
 import torch
 
-from minilab.config import ModelConfig
 from minilab.errors import LabError
-from minilab.model import GPT
-from minilab.tokenizer import tokenizer_from_dict
+from minilab.files import atomic_write, read_json
+from minilab.model.config import ModelConfig
+from minilab.model.gpt import GPT
+from minilab.tokenizers.char import tokenizer_from_dict
 
 FORMAT = "minilab-checkpoint"
 FORMAT_VERSION = 1
 REQUIRED_KEYS = ("model_state", "model_config", "tokenizer")
 DEFAULT_DIR = "checkpoints"
-
-
-def atomic_write(path: str | Path, write) -> None:
-    """Call ``write(file)`` on a temporary file beside ``path``, flush it to disk, then rename it over.
-
-    At every instant ``path`` is either the complete old file or the complete new one. The file
-    gets the permissions a plain ``open`` would give it (mkstemp's own are owner-only).
-    """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        if hasattr(os, "fchmod"):  # not on Windows, where mkstemp's mode means nothing anyway
-            os.fchmod(fd, 0o666 & ~_umask())
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _umask() -> int:
-    mask = os.umask(0)  # reading the umask means setting it; put it straight back
-    os.umask(mask)
-    return mask
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:  # make the rename itself durable; not every platform can open a directory
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+# An export directory (`export`): weights as safetensors, config and tokenizer as JSON.
+WEIGHTS, CONFIG, TOKENIZER = "model.safetensors", "config.json", "tokenizer.json"
+TIED = "lm_head.weight"  # with tie_embeddings, the same matrix as tok_emb.weight: stored once
 
 
 def checkpoint_bytes(payload: dict) -> bytes:
@@ -156,11 +117,40 @@ def load_model(name: str | Path, device="cpu"):
 
     Returns (model, tokenizer, ckpt); ckpt is None for an export directory, which has no training state.
     """
-    from minilab.export import is_export_dir, load_export
-
     if is_export_dir(name):
         model, tokenizer = load_export(name, device)
         return model, tokenizer, None
     ckpt = load_checkpoint(resolve_checkpoint(name))
     model, tokenizer = model_from_checkpoint(ckpt, device)
     return model, tokenizer, ckpt
+
+
+def is_export_dir(path: str | Path) -> bool:
+    return Path(path).is_dir() and (Path(path) / WEIGHTS).exists()
+
+
+def load_export(path: str | Path, device="cpu"):
+    """Rebuild (model, tokenizer) from an export directory; the model is in eval mode."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    d = Path(path)
+    for name in (WEIGHTS, CONFIG, TOKENIZER):
+        if not (d / name).is_file():
+            raise LabError(f"export directory {str(d)!r} has no {name}")
+    cfg = ModelConfig.from_dict(read_json(d / CONFIG))
+    tokenizer = tokenizer_from_dict(read_json(d / TOKENIZER))
+    if tokenizer.vocab_size != cfg.vocab_size:
+        raise LabError(f"{TOKENIZER} has {tokenizer.vocab_size} tokens but {CONFIG} says {cfg.vocab_size}")
+    try:
+        tensors = load_file(d / WEIGHTS)
+    except (SafetensorError, OSError, ValueError) as e:
+        raise LabError(f"{str(d / WEIGHTS)!r} is not a readable safetensors file ({e})") from None
+    model = GPT(cfg)
+    if cfg.tie_embeddings and "tok_emb.weight" in tensors:
+        tensors[TIED] = tensors["tok_emb.weight"]
+    try:
+        model.load_state_dict(tensors)
+    except RuntimeError as e:
+        raise LabError(f"the weights in {WEIGHTS} do not match {CONFIG}: {str(e).splitlines()[0][:200]}") from None
+    return model.to(device).eval(), tokenizer

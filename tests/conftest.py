@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from minilab.config import ModelConfig, TrainConfig
+from minilab.model.config import ModelConfig
+from minilab.training.config import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "example_data" / "ai_intro.txt"

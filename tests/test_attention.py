@@ -3,11 +3,11 @@
 import pytest
 import torch
 
+from minilab.app.cli import main
 from minilab.checkpoint import save_checkpoint
-from minilab.cli import main
-from minilab.model import GPT
-from minilab.tokenizer import CharTokenizer
-from minilab.viz import token_label
+from minilab.model.gpt import GPT
+from minilab.plots import token_label
+from minilab.tokenizers.char import CharTokenizer
 from tests.conftest import tiny_model_config
 from tests.test_kvcache import ARCHS, _model
 
@@ -71,7 +71,7 @@ def test_attention_refuses_to_overwrite_what_is_not_a_png(checkpoint, tmp_path, 
 
 
 def test_token_labels_show_text_and_mark_partial_characters():
-    from minilab.viz import bytes_label
+    from minilab.plots import bytes_label
 
     assert bytes_label(b"a b\n") == "a␣b\\n"
     assert bytes_label("é".encode()) == "é"

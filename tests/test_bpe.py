@@ -12,19 +12,19 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from minilab.bpe import BPETokenizer, learn_merges, merge_pair, pre_split
 from minilab.errors import LabError
-from minilab.model import GPT
-from minilab.prepare import open_prepared, prepare_dataset
-from minilab.textgen import generate_texts, prompt_ids, stream_text
-from minilab.tokenizer import tokenizer_from_dict
-from minilab.train import Trainer
-from minilab.utf8 import StreamDecoder, generated_text
+from minilab.generation.textgen import generate_texts, prompt_ids, stream_text
+from minilab.model.gpt import GPT
+from minilab.tokenizers.bpe import BPETokenizer, learn_merges, merge_pair, pre_split
+from minilab.tokenizers.char import tokenizer_from_dict
+from minilab.tokenizers.utf8 import StreamDecoder, generated_text
+from minilab.training.prepare import open_prepared, prepare_dataset
+from minilab.training.trainer import Trainer
 from tests.conftest import EXAMPLE, ROOT, tiny_model_config, tiny_train_config
 from tests.test_cli import FAST, cli
 
-textgen = importlib.import_module("minilab.textgen")
-prepare_module = importlib.import_module("minilab.prepare")
+textgen = importlib.import_module("minilab.generation.textgen")
+prepare_module = importlib.import_module("minilab.training.prepare")
 
 ANY_TEXT = st.text(alphabet=st.characters(blacklist_categories=()), max_size=200)  # surrogates included
 MIXED = "héllo wörld — naïve café, 東京 and 北京 🙂🙂 😀! e\u0301 " * 3 + EXAMPLE.read_text()
@@ -302,8 +302,8 @@ def test_resume_keeps_the_checkpoints_tokenizer(tmp_path):
         tiny_train_config(tmp_path, epochs=1, tokenizer="bpe", vocab_size=300), tiny_model_config(), **quiet
     )
     first.fit()
+    from minilab.app.settings import resume_configs
     from minilab.checkpoint import load_checkpoint
-    from minilab.presets import resume_configs
 
     ckpt = load_checkpoint(tmp_path / "checkpoints" / "checkpoint.pt")
     other = tmp_path / "other.txt"

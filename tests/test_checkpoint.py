@@ -14,8 +14,8 @@ from minilab.checkpoint import (
     save_checkpoint,
 )
 from minilab.errors import LabError
-from minilab.model import GPT
-from minilab.tokenizer import CharTokenizer
+from minilab.model.gpt import GPT
+from minilab.tokenizers.char import CharTokenizer
 from tests.conftest import tiny_model_config
 
 

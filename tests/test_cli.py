@@ -5,8 +5,8 @@ import shutil
 
 import pytest
 
+from minilab.app.cli import main
 from minilab.checkpoint import load_checkpoint
-from minilab.cli import main
 from tests.conftest import EXAMPLE, TINY_MODEL_FLAGS, make_bad_inputs, run_cli, snapshot
 
 FAST = [*TINY_MODEL_FLAGS, "--steps_per_epoch", "3", "--batch_size", "4", "--sample_length", "10", "--device", "cpu"]
@@ -409,7 +409,7 @@ def test_info_eval_export_on_a_trained_run(trained, tmp_path, monkeypatch, capsy
 
 
 def test_errors_catalogue_lists_every_case():
-    """docs/errors.md is generated from these cases (tests/make_errors_doc.py); it must not fall behind."""
+    """docs/errors.md is generated from these cases (tests/support/make_errors_doc.py); it must not fall behind."""
     from tests.conftest import ROOT
 
     doc = (ROOT / "docs" / "errors.md").read_text()

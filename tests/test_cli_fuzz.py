@@ -6,7 +6,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from minilab.cli import main
+from minilab.app.cli import main
 from tests.conftest import EXAMPLE, TINY_MODEL_FLAGS
 
 COMMANDS = ["train", "generate", "info", "eval", "export", "attention", "compare", "bogus", ""]

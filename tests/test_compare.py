@@ -5,10 +5,10 @@ import shutil
 
 import pytest
 
-from minilab.cli import main
-from minilab.compare import compare_table, differences, load_run, short_name
+from minilab.app.cli import main
+from minilab.app.compare import compare_table, differences, load_run, short_name
 from minilab.errors import LabError
-from minilab.train import Trainer
+from minilab.training.trainer import Trainer
 from tests.conftest import tiny_model_config, tiny_train_config
 
 

@@ -13,15 +13,15 @@ import time
 import pytest
 import torch
 
+from minilab.app.settings import resume_configs
 from minilab.checkpoint import load_checkpoint
 from minilab.errors import LabError
-from minilab.presets import resume_configs
-from minilab.stopping import StopSignals, TrainingInterrupted
-from minilab.train import Trainer
+from minilab.training.signals import StopSignals, TrainingInterrupted
+from minilab.training.trainer import Trainer
 from tests.conftest import EXAMPLE, ROOT, TINY_MODEL_FLAGS, tiny_model_config, tiny_train_config
 
 QUIET = dict(log=lambda *_: None, progress=False)
-files_module = importlib.import_module("minilab.runfiles")  # where checkpoints are written
+files_module = importlib.import_module("minilab.training.runfiles")  # where checkpoints are written
 
 
 def _model_cfg():

@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from minilab import distributed
-from minilab.config import ModelConfig, TrainConfig
-from minilab.train import Trainer
+from minilab.model.config import ModelConfig
+from minilab.training import distributed
+from minilab.training.config import TrainConfig
+from minilab.training.trainer import Trainer
 from tests.conftest import EXAMPLE, ROOT
 
 TORCHRUN = Path(sys.executable).with_name("torchrun")
@@ -66,7 +67,7 @@ def test_waiting_for_a_collective_tensor_is_bounded():
 
 @pytest.mark.slow
 def test_two_ranks_agree_and_match_one_process_with_the_same_global_batch(tmp_path):
-    r = _torchrun(ROOT / "tests" / "ddp_worker.py", tmp_path / "ddp")
+    r = _torchrun(ROOT / "tests" / "support" / "ddp_worker.py", tmp_path / "ddp")
     assert r.returncode == 0, r.stderr[-3000:]
     rank0, rank1 = (torch.load(tmp_path / "ddp" / f"rank{i}.pt", weights_only=True) for i in (0, 1))
     for name in rank0:
@@ -101,7 +102,7 @@ def test_two_ranks_agree_and_match_one_process_with_the_same_global_batch(tmp_pa
 
 @pytest.mark.slow
 def test_a_failing_rank_ends_the_run_instead_of_hanging(tmp_path):
-    r = _torchrun(ROOT / "tests" / "ddp_worker.py", tmp_path / "ddp", 1, timeout=200)
+    r = _torchrun(ROOT / "tests" / "support" / "ddp_worker.py", tmp_path / "ddp", 1, timeout=200)
     assert r.returncode != 0
     assert "rank 1 fails on purpose" in r.stderr
 

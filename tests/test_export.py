@@ -5,13 +5,13 @@ import json
 import pytest
 import torch
 
-from minilab.checkpoint import load_model
+from minilab.app.export import export_model
+from minilab.app.info import describe, parameters_by_component
+from minilab.checkpoint import load_export, load_model
 from minilab.errors import LabError
-from minilab.evaluate import evaluate_loss, score_text
-from minilab.export import export_model, load_export
-from minilab.info import describe, parameters_by_component
-from minilab.model import GPT
-from minilab.tokenizer import CharTokenizer
+from minilab.model.gpt import GPT
+from minilab.tokenizers.char import CharTokenizer
+from minilab.training.evaluate import evaluate_loss, score_text
 from tests.conftest import tiny_model_config
 
 
@@ -125,7 +125,7 @@ def test_score_text_is_the_last_fraction_every_position(model_and_tok):
 @pytest.mark.parametrize("length", [207, 1000, 1009])
 def test_eval_scores_exactly_the_validation_split_that_training_held_out(model_and_tok, length):
     """`eval --data FILE` on the whole training file scores the split training validated on, the same way."""
-    from minilab.data import split_tokens
+    from minilab.training.data import split_tokens
 
     model, tok = model_and_tok
     text = ("the quick brown fox\n" * 60)[:length]

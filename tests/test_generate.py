@@ -2,10 +2,11 @@ import pytest
 import torch
 
 from minilab.errors import LabError
-from minilab.generate import check_sampling, generate, sample_next, top_k_filter, top_p_filter
-from minilab.model import GPT
-from minilab.textgen import generate_text, generate_texts, stream_text
-from minilab.tokenizer import CharTokenizer
+from minilab.generation.decode import generate
+from minilab.generation.sampling import check_sampling, sample_next, top_k_filter, top_p_filter
+from minilab.generation.textgen import generate_text, generate_texts, stream_text
+from minilab.model.gpt import GPT
+from minilab.tokenizers.char import CharTokenizer
 from tests.conftest import tiny_model_config
 
 

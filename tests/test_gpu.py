@@ -6,10 +6,10 @@ Skipped cleanly where there is no CUDA GPU (CI has none); run them on a machine 
 import pytest
 import torch
 
-from minilab.fastdecode import FastDecoder
-from minilab.generate import CachedDecoder
-from minilab.model import GPT
-from minilab.train import Trainer
+from minilab.generation.decode import CachedDecoder
+from minilab.generation.fastdecode import FastDecoder
+from minilab.model.gpt import GPT
+from minilab.training.trainer import Trainer
 from tests.conftest import tiny_model_config, tiny_train_config
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU here")]

@@ -5,11 +5,12 @@ import gc
 import pytest
 import torch
 
-from minilab.config import ModelConfig
-from minilab.fastdecode import FastDecoder, column_blocks, default_parts
-from minilab.generate import CachedDecoder, generate, sample_next
-from minilab.kvcache import KVCache, prefill
-from minilab.model import GPT
+from minilab.generation.decode import CachedDecoder, generate
+from minilab.generation.fastdecode import FastDecoder, column_blocks, default_parts
+from minilab.generation.sampling import sample_next
+from minilab.model.config import ModelConfig
+from minilab.model.gpt import GPT
+from minilab.model.kvcache import KVCache, prefill
 from tests.conftest import tiny_model_config
 
 POS = ["sinusoidal", "learned", "rope", "none"]

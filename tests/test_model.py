@@ -3,10 +3,10 @@ import math
 import pytest
 import torch
 
-from minilab.config import ModelConfig
-from minilab.layers import RMSNorm, swiglu_hidden
-from minilab.model import GPT, explicit_attention
-from minilab.positions import Rotary
+from minilab.model.config import ModelConfig
+from minilab.model.gpt import GPT, explicit_attention
+from minilab.model.layers import RMSNorm, swiglu_hidden
+from minilab.model.positions import Rotary
 from tests.conftest import tiny_model_config
 from tests.test_kvcache import ARCHS, _model
 

@@ -7,12 +7,12 @@ import pytest
 import torch
 
 from minilab.errors import LabError
-from minilab.prepare import open_prepared, prepare_dataset
-from minilab.tokenizer import CharTokenizer
-from minilab.train import Trainer
+from minilab.tokenizers.char import CharTokenizer
+from minilab.training.prepare import open_prepared, prepare_dataset
+from minilab.training.trainer import Trainer
 from tests.conftest import EXAMPLE, tiny_model_config, tiny_train_config
 
-prepare_module = importlib.import_module("minilab.prepare")
+prepare_module = importlib.import_module("minilab.training.prepare")
 
 
 def test_tokens_match_the_tokenizer_across_chunk_boundaries(tmp_path, monkeypatch):

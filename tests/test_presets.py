@@ -4,11 +4,12 @@ import json
 
 import pytest
 
+from minilab.app.cli import main
+from minilab.app.settings import PRESETS, read_config_file, resolve_settings
 from minilab.checkpoint import load_checkpoint
-from minilab.cli import main
-from minilab.config import ModelConfig, TrainConfig
 from minilab.errors import LabError
-from minilab.presets import PRESETS, read_config_file, resolve_settings
+from minilab.model.config import ModelConfig
+from minilab.training.config import TrainConfig
 from tests.conftest import EXAMPLE
 
 
@@ -111,5 +112,5 @@ def test_the_speedrun_presets_are_built_for_a_time_budget(name):
         "muon",
     )
     assert model.dropout == 0 and train.sample_length == 0  # nothing that costs time without helping
-    assert train.warmup_steps == -1  # auto: a share of the budget (minilab/optim.py)
+    assert train.warmup_steps == -1  # auto: a share of the budget (minilab/training/optim.py)
     assert 0 < train.eval_tokens <= 32768  # in-training evaluation is cheap; `eval` scores the whole split

@@ -8,17 +8,17 @@ import threading
 
 import pytest
 
-from minilab.config import ModelConfig
-from minilab.serve import MAX_NEW_TOKENS, MAX_PROMPT_CHARS, Lab, make_server
-from minilab.train import Trainer
+from minilab.app.serve import MAX_NEW_TOKENS, MAX_PROMPT_CHARS, Lab, make_server
+from minilab.model.config import ModelConfig
+from minilab.training.trainer import Trainer
 from tests.conftest import tiny_train_config
 
 
 @pytest.fixture(scope="module")
 def lab_dir(tmp_path_factory):
     """A folder with experiments/run (one tiny epoch), checkpoints/*.pt, an export, and a secret outside."""
+    from minilab.app.export import export_model
     from minilab.checkpoint import load_model
-    from minilab.export import export_model
 
     d = tmp_path_factory.mktemp("served")
     cfg = tiny_train_config(d, epochs=1, steps_per_epoch=3)
@@ -173,7 +173,7 @@ def test_attention_maps_get_and_post(server):
         ("/api/attention?checkpoint=run/../../secret.txt&prompt=T", 403, "outside"),
         ("/api/nothing", 404, "no API endpoint"),
         ("/etc/passwd", 404, "no page"),
-        ("/../minilab/serve.py", 404, "no page"),
+        ("/../minilab/app/serve.py", 404, "no page"),
         ("/web/app.js", 404, "no page"),
     ],
 )
@@ -206,7 +206,7 @@ def test_metrics_grow_while_a_run_trains(server, lab_dir):
 
 
 def test_the_model_cache_is_bounded(lab_dir, monkeypatch):
-    monkeypatch.setattr("minilab.serve.MAX_CACHED_MODELS", 2)
+    monkeypatch.setattr("minilab.app.serve.MAX_CACHED_MODELS", 2)
     lab = Lab(lab_dir / "experiments", lab_dir / "checkpoints")
     for name in ["best_model.pt", "checkpoint.pt", "best_model.pt", "shared"]:
         lab.model(name)

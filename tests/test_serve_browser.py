@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from minilab.cli import main
-from minilab.serve import Lab, make_server
+from minilab.app.cli import main
+from minilab.app.serve import Lab, make_server
 from tests.conftest import EXAMPLE
 
 pytestmark = pytest.mark.slow

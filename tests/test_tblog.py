@@ -5,8 +5,8 @@ import types
 
 import pytest
 
-from minilab.cli import main
-from minilab.train import Trainer
+from minilab.app.cli import main
+from minilab.training.trainer import Trainer
 from tests.conftest import tiny_model_config, tiny_train_config
 
 

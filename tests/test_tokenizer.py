@@ -1,7 +1,7 @@
 import pytest
 
 from minilab.errors import LabError
-from minilab.tokenizer import CharTokenizer, tokenizer_from_dict
+from minilab.tokenizers.char import CharTokenizer, tokenizer_from_dict
 
 
 def test_round_trip_and_sorted_vocab():

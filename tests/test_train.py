@@ -5,12 +5,12 @@ import math
 import pytest
 import torch
 
+from minilab.app.settings import resume_configs
 from minilab.checkpoint import load_checkpoint
-from minilab.data import split_tokens
 from minilab.errors import LabError
-from minilab.optim import lr_at
-from minilab.presets import resume_configs
-from minilab.train import Trainer
+from minilab.training.data import split_tokens
+from minilab.training.optim import lr_at
+from minilab.training.trainer import Trainer
 from tests.conftest import tiny_model_config, tiny_train_config
 
 
@@ -261,7 +261,7 @@ def test_a_time_budget_keeps_time_back_for_the_final_evaluation(tmp_path):
 def test_the_clock_of_a_command_line_run_starts_with_the_process():
     import time
 
-    from minilab.clock import process_start
+    from minilab.training.clock import process_start
 
     age = time.perf_counter() - process_start()
     assert 0.05 < age < 600  # this test process started (and imported torch) well before now

@@ -1,0 +1,93 @@
+"""Decoding: a KV cache per batch of sequences, fed token by token, and the ``generate`` loop over it.
+
+The sampler (sampling.py) picks each token; FastDecoder (fastdecode.py) is the batch-1 fast path.
+"""
+
+from collections.abc import Iterator
+
+import torch
+
+from minilab.generation.fastdecode import FastDecoder
+from minilab.generation.sampling import sample_next
+from minilab.model.kvcache import KVCache, default_keep, prefill
+
+
+class CachedDecoder:
+    """Owns a KV cache for a batch of sequences: feed it tokens, get next-token logits back.
+
+    The prompt is prefilled in one forward pass, then each new token costs one position. Absolute
+    position encodings tie every cached key to its position, so the window cannot simply roll: when
+    the cache is full, the decoder keeps the last ``keep`` tokens (half the context by default)
+    and prefills them again at positions 0..keep-1, then goes on one token at a time. Keeping half
+    means a re-prefill (a forward pass over ``keep`` tokens) every ``context - keep`` new tokens:
+    keeping more gives each token more context after the first slide, at the price of longer and
+    more frequent re-prefills (keeping 3/4 costs about three times as much re-prefill time).
+    """
+
+    def __init__(self, model, batch_size: int, keep: int | None = None):
+        self.model = model
+        self.ctx = model.cfg.context_length
+        self.keep = keep if keep is not None else default_keep(self.ctx)
+        if not 1 <= self.keep <= self.ctx:
+            raise ValueError(f"keep must be in 1..{self.ctx}, got {self.keep}")
+        self.cache = KVCache.for_model(model, batch_size)
+        self.window = torch.zeros(batch_size, self.ctx, dtype=torch.long, device=self.cache.k.device)
+
+    def tokens(self) -> torch.Tensor:
+        """The token ids whose keys and values are in the cache now. (B, length)"""
+        return self.window[:, : self.cache.length]
+
+    def prefill(self, idx: torch.Tensor) -> torch.Tensor:
+        """Start over from ``idx`` (B, T), keeping its last ``context_length`` tokens. Returns logits (B, V)."""
+        idx = idx[:, -self.ctx :]
+        self.cache.reset()
+        self.window[:, : idx.size(1)] = idx
+        return prefill(self.model, idx, self.cache)
+
+    def step(self, next_id: torch.Tensor) -> torch.Tensor:
+        """Append one token per sequence (B, 1) and return the logits that follow it (B, V)."""
+        n = self.cache.length
+        if n == self.ctx:  # full: slide the window and re-encode what is kept
+            return self.prefill(torch.cat([self.window[:, n - self.keep + 1 :], next_id], dim=1))
+        self.window[:, n] = next_id[:, 0]
+        logits, _ = self.model(next_id, cache=self.cache)
+        return logits[:, -1, :]
+
+
+@torch.inference_mode()
+def generate(
+    model,
+    idx: torch.Tensor,
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    generator: torch.Generator | None = None,
+    use_cache: bool = True,
+) -> Iterator[torch.Tensor]:
+    """Yield new token ids (B, 1) one at a time after the prompt ``idx`` (B, T).
+
+    With ``use_cache`` (the default) a decoder with a KV cache does the work: ``FastDecoder`` for a
+    single sequence, ``CachedDecoder`` for a batch. Without it, each step
+    feeds the last ``context_length`` tokens back through the whole model (the plain recompute loop,
+    kept as the reference and for the benchmark).
+    """
+    model.eval()
+    if max_new_tokens <= 0:
+        return
+    if use_cache:
+        fast = idx.size(0) == 1 and FastDecoder.supports(model)
+        decoder = FastDecoder(model) if fast else CachedDecoder(model, idx.size(0))
+        logits = decoder.prefill(idx)
+        for i in range(max_new_tokens):
+            next_id = sample_next(logits, temperature, top_k, top_p, generator)  # (B, 1)
+            yield next_id
+            if i + 1 < max_new_tokens:
+                logits = decoder.step(next_id)
+        return
+    context = model.cfg.context_length
+    for _ in range(max_new_tokens):
+        logits, _ = model(idx[:, -context:])  # (B, T, V)
+        next_id = sample_next(logits[:, -1, :], temperature, top_k, top_p, generator)  # (B, 1)
+        idx = torch.cat([idx, next_id], dim=1)
+        yield next_id

@@ -1,0 +1,72 @@
+"""``generate --interactive``: the model stays loaded; each line typed is a prompt, answered as it streams.
+
+Lines starting with '/' are commands: /temperature 0.5, /top_k 40, /top_p 0.9, /max_new_tokens 300,
+/seed 7 (or /seed off), /settings, /help, /quit. Ctrl-D (end of input) also leaves. A prompt that
+really starts with '/' is typed with two: '//etc' sends '/etc'.
+"""
+
+import sys
+
+from minilab.errors import LabError
+from minilab.generation.sampling import check_sampling
+from minilab.generation.textgen import stream_text
+
+HELP = (
+    "commands: /temperature T, /top_k K, /top_p P, /max_new_tokens N, /seed N|off, /settings, /help, "
+    "/quit (or Ctrl-D); any other line is a prompt ('//x' sends '/x')"
+)
+SETTINGS = {"temperature": float, "top_k": int, "top_p": float, "max_new_tokens": int, "seed": int}
+
+
+def run_interactive(model, tokenizer, settings: dict, stop=(), stdin=None, stdout=None, stderr=None) -> int:
+    """Read prompts from ``stdin`` until /quit or end of input; stream each answer to ``stdout``."""
+    stdin, stdout, stderr = stdin or sys.stdin, stdout or sys.stdout, stderr or sys.stderr
+    settings = dict(settings)
+    tty = stdin.isatty()
+    print(f"interactive mode: the model knows {tokenizer.vocab_size} {tokenizer.kind} tokens. {HELP}", file=stderr)
+    while True:
+        if tty:
+            print("> ", end="", file=stderr, flush=True)
+        line = stdin.readline()
+        if not line:  # Ctrl-D / end of input
+            break
+        line = line.rstrip("\r\n")
+        if line.startswith("/") and not line.startswith("//"):
+            if _command(line, settings, stderr):
+                break
+            continue
+        prompt = line[1:] if line.startswith("//") else line
+        try:
+            tokenizer.encode(prompt)  # unseen characters (char tokenizer): say so before printing anything
+            print(prompt, end="", file=stdout, flush=True)
+            for piece in stream_text(model, tokenizer, prompt, stop=stop, **settings):
+                print(piece, end="", file=stdout, flush=True)
+            print(file=stdout, flush=True)
+        except LabError as e:
+            print(f"error: {e}", file=stderr, flush=True)
+    return 0
+
+
+def _command(line: str, settings: dict, stderr) -> bool:
+    """Apply one /command; True means leave."""
+    name, _, value = line[1:].partition(" ")
+    name, value = name.strip(), value.strip()
+    if name in ("quit", "exit", "q"):
+        return True
+    if name == "help":
+        print(HELP, file=stderr)
+    elif name == "settings":
+        print(" ".join(f"{k}={v}" for k, v in settings.items()), file=stderr)
+    elif name in SETTINGS:
+        try:
+            new = None if (name == "seed" and value == "off") else SETTINGS[name](value)
+            trial = {**settings, name: new}
+            check_sampling(trial["temperature"], trial["top_k"], trial["top_p"], trial["max_new_tokens"])
+        except (ValueError, LabError) as e:
+            print(f"error: /{name} {value}: {e}", file=stderr)
+        else:
+            settings[name] = new
+            print(f"{name} = {new}", file=stderr)
+    else:
+        print(f"error: unknown command /{name}; {HELP}", file=stderr)
+    return False

@@ -1,0 +1,196 @@
+"""The GPT-style transformer: embeddings, pre-norm blocks of causal self-attention and feed-forward.
+
+Read top to bottom: attention (with both the explicit maths and PyTorch's fused kernel), a block,
+and the model that stacks them. Position encodings live in ``positions.py``, the norms and the
+feed-forward variants in ``layers.py``. The model does no I/O and knows nothing about text: ids in,
+logits out. ``ModelConfig``'s switches (pos_encoding, norm, qk_norm, mlp, tie_embeddings, bias,
+logit_softcap) each change one part; the defaults are the seed's classic GPT.
+"""
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from minilab.model.config import ModelConfig
+from minilab.model.kvcache import KVCache
+from minilab.model.layers import FeedForward, make_norm
+from minilab.model.positions import Rotary, sinusoidal_table
+
+
+def future_mask(T: int, S: int, device=None) -> torch.Tensor:
+    """True where a query may NOT look: the last T of S positions are the queries. (T, S)"""
+    # Query i sits at position S - T + i and may look at keys 0..S-T+i, never later ones.
+    return torch.ones(T, S, dtype=torch.bool, device=device).triu(S - T + 1)
+
+
+def explicit_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor):
+    """Causal attention written out: softmax(q k^T / sqrt(d), future masked) v. Returns (out, weights)."""
+    T, S = q.size(-2), k.size(-2)
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))  # (B, nh, T, S)
+    scores = scores.masked_fill(future_mask(T, S, q.device), float("-inf"))
+    weights = F.softmax(scores, dim=-1)  # (B, nh, T, S), each row sums to 1
+    return weights @ v, weights  # (B, nh, T, hs)
+
+
+class CausalSelfAttention(nn.Module):
+    """Multi-head self-attention where each position sees only itself and earlier positions."""
+
+    def __init__(self, cfg: ModelConfig, layer: int = 0):
+        super().__init__()
+        self.n_heads = cfg.n_heads
+        self.layer = layer  # which slot of a KV cache is ours
+        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=cfg.bias)  # queries, keys and values in one matmul
+        self.proj = nn.Linear(cfg.d_model, cfg.d_model, bias=cfg.bias)
+        self.resid_dropout = nn.Dropout(cfg.dropout)
+        # QK-norm (used by OLMo 2, Gemma 3, modded-nanoGPT): normalising each head's queries and keys
+        # bounds the attention scores, so the softmax cannot saturate and a higher lr stays stable.
+        self.q_norm = make_norm(cfg, cfg.head_dim) if cfg.qk_norm else None
+        self.k_norm = make_norm(cfg, cfg.head_dim) if cfg.qk_norm else None
+        self.rotary = Rotary(cfg.head_dim, cfg.context_length) if cfg.pos_encoding == "rope" else None
+        # The fused kernel (flash / memory-efficient attention) is the default; the explicit path is
+        # the same maths spelled out, used for attention maps and as the reference in tests.
+        self.fused = True
+
+    def forward(self, x: torch.Tensor, need_weights: bool = False, cache: KVCache | None = None):
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).split(C, dim=2)  # 3 x (B, T, C)
+        q = q.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2)  # (B, nh, T, hs)
+        k = k.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2)  # (B, nh, T, hs)
+        v = v.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2)  # (B, nh, T, hs)
+        if self.q_norm is not None:
+            q, k = self.q_norm(q), self.k_norm(k)  # each head's vectors, over hs
+        if self.rotary is not None:  # new tokens sit after the cached ones: positions start at cache.length
+            start = cache.length if cache is not None else 0
+            q, k = self.rotary(q, start), self.rotary(k, start)  # keys are cached already rotated
+        if cache is not None:  # attend over the cached earlier tokens too: k, v become (B, nh, S, hs)
+            k, v = cache.update(self.layer, k, v)
+        S = k.size(2)
+        if need_weights or not self.fused:
+            y, weights = explicit_attention(q, k, v)
+        elif T == S or T == 1:
+            # No dropout on the attention weights: it would force PyTorch off its fused kernel.
+            # A single new token may see every cached position, so it needs no mask at all.
+            y, weights = F.scaled_dot_product_attention(q, k, v, is_causal=T > 1), None
+        else:  # several new tokens after cached ones: the causal mask is offset by S - T
+            y, weights = F.scaled_dot_product_attention(q, k, v, attn_mask=~future_mask(T, S, q.device)), None
+        y = y.transpose(1, 2).contiguous().view(B, T, C)  # heads side by side again: (B, T, C)
+        return self.resid_dropout(self.proj(y)), weights
+
+
+class Block(nn.Module):
+    """One transformer layer, pre-norm: x + attn(norm(x)), then x + mlp(norm(x))."""
+
+    def __init__(self, cfg: ModelConfig, layer: int = 0):
+        super().__init__()
+        self.ln1 = make_norm(cfg, cfg.d_model)
+        self.attn = CausalSelfAttention(cfg, layer)
+        self.ln2 = make_norm(cfg, cfg.d_model)
+        self.mlp = FeedForward(cfg)
+
+    def forward(self, x: torch.Tensor, need_weights: bool = False, cache: KVCache | None = None):
+        # Normalising the input of each branch (not the sum) keeps the residual path a clean
+        # highway for gradients, which is why pre-norm trains stably without tricks.
+        a, weights = self.attn(self.ln1(x), need_weights, cache)
+        x = x + a
+        x = x + self.mlp(self.ln2(x))
+        return x, weights
+
+
+class GPT(nn.Module):
+    """Token ids (B, T) -> next-token logits (B, T, vocab_size), plus the loss when targets are given."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        if cfg.pos_encoding == "learned":
+            self.pos_emb = nn.Embedding(cfg.context_length, cfg.d_model)
+        elif cfg.pos_encoding == "sinusoidal":  # fixed table, rebuilt from the config, so not in checkpoints
+            self.register_buffer("pos_table", sinusoidal_table(cfg.context_length, cfg.d_model), persistent=False)
+            self.emb_scale = math.sqrt(cfg.d_model)
+        # 'rope' rotates q and k inside attention instead; 'none' relies on the causal mask alone.
+        self.drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(Block(cfg, layer) for layer in range(cfg.n_layers))
+        self.ln_f = make_norm(cfg, cfg.d_model)
+        self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        if cfg.tie_embeddings:
+            # Weight tying: reading a token in and predicting it out share one matrix, which saves
+            # vocab_size x d_model parameters and tends to help small models. Untied, the head is
+            # free to differ from the embedding (most large models untie it).
+            self.lm_head.weight = self.tok_emb.weight
+        self.apply(self._init_weights)
+        # Scale the layers that write into the residual stream by depth so that its variance does
+        # not grow with the number of blocks (GPT-2's initialisation).
+        for name, p in self.named_parameters():
+            if name.endswith("proj.weight"):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layers))
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+    def num_params(self) -> int:
+        """Parameters, counting a tied embedding/head matrix once."""
+        return sum(p.numel() for p in self.parameters())
+
+    def set_fused_attention(self, fused: bool) -> None:
+        """Choose PyTorch's fused attention kernel (True, default) or the explicit maths (False)."""
+        for block in self.blocks:
+            block.attn.fused = fused
+
+    def embed(self, idx: torch.Tensor, start: int = 0) -> torch.Tensor:
+        """Token embedding plus position encoding for positions start..start+T-1. (B, T) -> (B, T, C)
+
+        With 'rope' and 'none' nothing is added here: rope acts on q and k inside attention.
+        """
+        cfg, T = self.cfg, idx.size(1)
+        end = start + T
+        if end > cfg.context_length:
+            raise ValueError(f"position {end - 1} is beyond the context ({cfg.context_length} tokens)")
+        x = self.tok_emb(idx)  # (B, T, C)
+        if cfg.pos_encoding == "learned":
+            x = x + self.pos_emb.weight[start:end]  # (T, C) broadcast over B
+        elif cfg.pos_encoding == "sinusoidal":
+            # The fixed table has values of size ~1 while token embeddings start near 0.02: scale the
+            # embeddings by sqrt(d_model), as the original Transformer does, or position drowns out
+            # which token is there.
+            x = x * self.emb_scale + self.pos_table[start:end]
+        return self.drop(x)
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, cache: KVCache | None = None):
+        """Returns (logits (B, T, V), mean cross-entropy loss or None).
+
+        With a ``cache``, ``idx`` continues the tokens already in it: positions start at
+        ``cache.length``, each layer attends over the cached keys/values too, and the cache grows by T.
+        """
+        start = cache.length if cache is not None else 0
+        x = self.embed(idx, start)
+        for block in self.blocks:
+            x, _ = block(x, cache=cache)
+        if cache is not None:
+            cache.advance(idx.size(1))
+        logits = self.lm_head(self.ln_f(x))  # (B, T, V)
+        if self.cfg.logit_softcap > 0:
+            # Soft-capping (Gemma 2, modded-nanoGPT) squashes logits smoothly into (-C, C): the model
+            # cannot become arbitrarily confident, which keeps early training stable.
+            C = self.cfg.logit_softcap
+            logits = C * torch.tanh(logits / C)
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1))
+        return logits, loss
+
+    @torch.no_grad()
+    def attention_maps(self, idx: torch.Tensor) -> list[torch.Tensor]:
+        """Attention weights of every layer through the explicit path: n_layers x (B, nh, T, T)."""
+        x = self.embed(idx)
+        maps = []
+        for block in self.blocks:
+            x, weights = block(x, need_weights=True)
+            maps.append(weights)
+        return maps

@@ -1,0 +1,71 @@
+"""The interchangeable parts of a block: the normalisation and the feed-forward network.
+
+Each option is selected by one field of ``ModelConfig`` (``norm``, ``mlp``, ``bias``), so an
+ablation changes one thing at a time. The seed's classic GPT uses LayerNorm and a GELU MLP.
+"""
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from minilab.model.config import ModelConfig
+
+
+class RMSNorm(nn.Module):
+    """Root-mean-square norm (Zhang & Sennrich 2019): x / sqrt(mean(x^2) + eps) * gain.
+
+    LayerNorm also subtracts the mean and adds a bias; RMSNorm drops both. It is cheaper, has half
+    the parameters, and trains as well, which is why LLaMA, Mistral and most current models use it.
+    """
+
+    def __init__(self, dim: int, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.rms_norm(x, (x.size(-1),), self.weight, self.eps)
+
+
+def make_norm(cfg: ModelConfig, dim: int) -> nn.Module:
+    """The normalisation the config asks for, over the last ``dim`` channels."""
+    if cfg.norm == "rmsnorm":
+        return RMSNorm(dim)
+    return nn.LayerNorm(dim, bias=cfg.bias)  # the seed's: subtract the mean, divide by the std, scale, shift
+
+
+def swiglu_hidden(d_ff: int) -> int:
+    """SwiGLU's hidden width: 2/3 of d_ff, so its three matrices hold as many weights as GELU's two."""
+    return max(1, round(2 * d_ff / 3))
+
+
+class FeedForward(nn.Module):
+    """Position-wise MLP: widen, a non-linearity, project back. Where most parameters live.
+
+    - 'gelu' (the seed's, GPT-2): proj(gelu(fc(x))).
+    - 'relu2': proj(relu(fc(x))^2), squared ReLU (So et al. 2021, "Primer"): as cheap as ReLU, and
+      in speed-run GPTs (modded-nanoGPT) it trains a little faster than GELU.
+    - 'swiglu': proj(silu(gate(x)) * up(x)), a gated unit (Shazeer 2020) used by LLaMA and PaLM:
+      one branch decides how much of the other passes. Three matrices instead of two, so the hidden
+      width is 2/3 of d_ff to keep the parameter count (nearly) the same.
+    """
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.kind = cfg.mlp
+        hidden = swiglu_hidden(cfg.d_ff) if cfg.mlp == "swiglu" else cfg.d_ff
+        # For SwiGLU, fc computes the gate and the up branch in one matmul: (C) -> (2 * hidden).
+        self.fc = nn.Linear(cfg.d_model, 2 * hidden if cfg.mlp == "swiglu" else hidden, bias=cfg.bias)
+        self.proj = nn.Linear(hidden, cfg.d_model, bias=cfg.bias)
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.fc(x)  # (B, T, hidden) or (B, T, 2 * hidden)
+        if self.kind == "gelu":
+            h = F.gelu(h)
+        elif self.kind == "relu2":
+            h = F.relu(h).square()
+        else:
+            gate, up = h.chunk(2, dim=-1)  # 2 x (B, T, hidden)
+            h = F.silu(gate) * up
+        return self.dropout(self.proj(h))  # (B, T, C)
