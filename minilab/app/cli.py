@@ -8,6 +8,8 @@ import argparse
 import os
 import sys
 
+from minilab.app.assistant import COMMANDS as ASSISTANT_COMMANDS
+from minilab.app.assistant import eval_conversations
 from minilab.app.flags import build_parser
 from minilab.app.settings import resolve_settings, resume_configs
 from minilab.errors import LabError
@@ -29,6 +31,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     from minilab.checkpoint import load_model
     from minilab.device import resolve_device
+    from minilab.training.conversations import is_conversations
     from minilab.training.data import read_text
     from minilab.training.evaluate import score_text
 
@@ -37,6 +40,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if not 1 <= args.batch_size <= 1 << 16:
         raise LabError(f"--batch_size must be between 1 and 65536, got {args.batch_size}")
     device = resolve_device(args.device)
+    if is_conversations(args.data):  # the masked loss over the assistant's tokens, as fine-tuning counts it
+        return eval_conversations(args, *load_model(args.checkpoint, device)[:2])
     text = read_text(args.data)
     model, tokenizer, ckpt = load_model(args.checkpoint, device)
     fraction = args.val_fraction or ((ckpt or {}).get("train_args") or {}).get("val_fraction") or 0.1
@@ -250,6 +255,7 @@ COMMANDS = {
     "attention": cmd_attention,
     "compare": cmd_compare,
     "serve": cmd_serve,
+    **ASSISTANT_COMMANDS,  # finetune, chat, score
 }
 
 

@@ -8,6 +8,7 @@ and a config file can tell them apart from defaults.
 import argparse
 from dataclasses import MISSING, fields
 
+from minilab.app.assistant import add_commands as add_assistant_commands
 from minilab.app.settings import PRESETS
 from minilab.model.config import MLPS, NORMS, POS_ENCODINGS
 from minilab.tokenizers.char import TOKENIZERS
@@ -194,4 +195,6 @@ def build_parser() -> argparse.ArgumentParser:
     x = sub.add_parser("export", help="write weights (.safetensors), config and tokenizer (JSON)", allow_abbrev=False)
     _flag(x, "checkpoint", metavar="CKPT", required=True, help="checkpoint to export")
     _flag(x, "out", metavar="DIR", required=True, help="directory to write (must not hold an export already)")
+
+    add_assistant_commands(sub, t, _flag, _switch)  # finetune, chat, score (minilab/app/assistant.py)
     return parser

@@ -8,6 +8,7 @@ minilab/tokenizers/utf8.py), ``unknown``, ``summary``, ``to_dict``/``from_dict``
 
 from minilab.errors import LabError
 from minilab.tokenizers.bpe import DEFAULT_VOCAB_SIZE, BPETokenizer, check_vocab_size
+from minilab.tokenizers.special import SpecialTokens
 from minilab.tokenizers.utf8 import encode_utf8
 
 TOKENIZERS = ("char", "bpe")
@@ -77,8 +78,14 @@ Tokenizer = CharTokenizer | BPETokenizer
 
 
 def tokenizer_from_dict(d: dict) -> Tokenizer:
-    """Rebuild whichever tokenizer a checkpoint, export or prepared dataset holds."""
+    """Rebuild whichever tokenizer a checkpoint, export or prepared dataset holds (with its special tokens)."""
     kind = d.get("type") if isinstance(d, dict) else None
+    if kind is not None and "special_tokens" in d:  # a base vocabulary grown by a few markers (special.py)
+        names = d["special_tokens"]
+        if not isinstance(names, list):
+            raise LabError("the tokenizer's special_tokens must be a list of names")
+        base = {k: v for k, v in d.items() if k != "special_tokens"}
+        return SpecialTokens(tokenizer_from_dict(base), names)
     if kind == CharTokenizer.kind:
         return CharTokenizer.from_dict(d)
     if kind == BPETokenizer.kind:
