@@ -34,7 +34,7 @@ def test_sigint_mid_epoch_saves_and_resume_is_bitwise_exact(tmp_path, optimizer)
     straight = load_checkpoint(tmp_path / "a" / "checkpoints" / "checkpoint.pt")
 
     trainer = Trainer(tiny_train_config(tmp_path / "b", optimizer=optimizer), _model_cfg(), **QUIET)
-    real_step = trainer._train_step
+    real_step = trainer.train_step
 
     def step_then_interrupt(lr):
         loss = real_step(lr)
@@ -42,7 +42,7 @@ def test_sigint_mid_epoch_saves_and_resume_is_bitwise_exact(tmp_path, optimizer)
             os.kill(os.getpid(), signal.SIGINT)
         return loss
 
-    trainer._train_step = step_then_interrupt
+    trainer.train_step = step_then_interrupt
     with pytest.raises(TrainingInterrupted) as e:
         trainer.fit()
     assert e.value.exit_code == 130 and "Resume with: mini-transformer-lab train" in str(e.value)
