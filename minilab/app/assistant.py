@@ -7,6 +7,7 @@ name to the function minilab/app/cli.py runs. ``finetune`` takes the training fl
 
 import argparse
 import sys
+from pathlib import Path
 
 from minilab.errors import LabError
 
@@ -21,7 +22,7 @@ def add_commands(sub, train_parser: argparse.ArgumentParser, flag, switch) -> No
     f = sub.add_parser(
         "finetune", help="a new run from a checkpoint's weights, on text or conversations (.jsonl)", allow_abbrev=False
     )
-    f.add_argument("--from", dest="init_from", metavar="CKPT", required=True, help="checkpoint whose weights to start from")
+    f.add_argument("--from", dest="init_from", metavar="CKPT", required=True, help="checkpoint to start from")
     flag(f, "data", metavar="FILE", required=True, help="UTF-8 text, or conversations as JSON Lines (.jsonl)")
     for action in train_parser._actions:  # the training flags, exactly as train has them
         if not action.option_strings or action.dest in NOT_FOR_FINETUNE or action.dest in MODEL_KEYS:
@@ -55,16 +56,19 @@ def add_commands(sub, train_parser: argparse.ArgumentParser, flag, switch) -> No
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
-    from minilab.checkpoint import load_checkpoint, resolve_checkpoint
+    from minilab.checkpoint import DEFAULT_DIR
     from minilab.training.clock import process_start
+    from minilab.training.runlog import new_run_name
     from minilab.training.config import TrainConfig
     from minilab.training.trainer import Trainer
 
     skip = ("command", "as_program")
     flags = {k: v for k, v in vars(args).items() if k not in skip}
     started = process_start() if args.as_program else None
-    init = load_checkpoint(resolve_checkpoint(args.init_from))
-    trainer = Trainer(TrainConfig(**flags), init=init, started=started)
+    # A run of its own: by default its checkpoints go to checkpoints/RUN_NAME, beside the model it came from.
+    flags.setdefault("run_name", new_run_name(args.data))
+    flags.setdefault("out_dir", str(Path(DEFAULT_DIR) / flags["run_name"]))
+    trainer = Trainer(TrainConfig(**flags), started=started)
     result = trainer.fit()
     if trainer.dist.is_main:
         best = result.out_dir / "best_model.pt"

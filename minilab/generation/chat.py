@@ -110,12 +110,10 @@ class ChatSession:
         room = min(self.settings["max_new_tokens"], ctx // 2)
         asked = self.messages + [{"role": "user", "content": text}]
         kept, self.dropped = fit_history(self.tokenizer, asked, ctx, room)
-        s = self.settings
-        pieces = []
+        s, pieces = self.settings, []
         ids = prompt_ids(self.tokenizer, kept)
-        for piece in stream_answer(
-            self.model, self.tokenizer, ids, s["max_new_tokens"], s["temperature"], s["top_k"], s["top_p"], self.generator
-        ):
+        sampling = (s["max_new_tokens"], s["temperature"], s["top_k"], s["top_p"], self.generator)
+        for piece in stream_answer(self.model, self.tokenizer, ids, *sampling):
             pieces.append(piece)
             yield piece
         self.messages = asked + [{"role": "assistant", "content": "".join(pieces)}]

@@ -24,7 +24,7 @@ ROLES = {"system": SYSTEM, "user": USER, "assistant": ASSISTANT}
 def check_messages(messages, where: str = "conversation") -> list[dict]:
     """The messages as a list of {"role", "content"} dicts, or a LabError saying what is wrong (and ``where``)."""
     if not isinstance(messages, list) or not messages:
-        raise LabError(f"{where}: 'messages' must be a non-empty list of {{\"role\": ..., \"content\": ...}}")
+        raise LabError(f'{where}: \'messages\' must be a non-empty list of {{"role": ..., "content": ...}}')
     out = []
     for i, m in enumerate(messages):
         if not isinstance(m, dict) or set(m) - {"role", "content"} or "role" not in m or "content" not in m:

@@ -44,6 +44,8 @@ class TrainConfig:
     time_budget: float = 0.0  # seconds of wall clock to train for (0 = off: train for --epochs)
     tensorboard: bool = False  # also log the scalars for TensorBoard, if the package is installed (training/tblog.py)
     threads: int = 0  # CPU threads for PyTorch's kernels (0 = PyTorch's default: one per core)
+    init_from: str = ""  # start from this checkpoint's weights and tokenizer ('' = random weights; `finetune --from`)
+    mask_loss: bool = True  # conversations (.jsonl): the loss counts the assistant's tokens only (False: every token)
 
     def __post_init__(self) -> None:
         check_int("epochs", self.epochs, low=1, high=1 << 24)
@@ -57,7 +59,8 @@ class TrainConfig:
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
         check_choice("schedule", self.schedule, SCHEDULES)
         check_float("time_budget", self.time_budget, low=0.0, high=1e9)
-        for name in ("data", "device", "out_dir", "experiments_dir", "run_name"):
+        check_bool("mask_loss", self.mask_loss)
+        for name in ("data", "device", "out_dir", "experiments_dir", "run_name", "init_from"):
             if not isinstance(getattr(self, name), str):
                 raise LabError(f"{name} must be a string, got {getattr(self, name)!r}")
         check_int("eval_tokens", self.eval_tokens, low=0, high=1 << 40)

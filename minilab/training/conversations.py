@@ -1,4 +1,4 @@
-"""Conversations to train on: a JSON Lines file read and checked, encoded with the chat template, batched with a loss mask.
+"""Conversations to train on: a JSON Lines file read and checked, encoded with the chat template, masked.
 
 One conversation per line (blank lines are skipped)::
 
@@ -128,9 +128,18 @@ class ConversationData:
         """The share of the training targets that the loss counts (1.0 without the mask)."""
         return self.train.trained_targets() / max(1, self.train.targets())
 
+    @property
+    def train_tokens(self) -> int:
+        """For sizing batches and epochs (training/setup.py): each conversation fills one row of a batch."""
+        return len(self.train) * self.window
+
     def draw(self, count: int, generator: torch.Generator) -> torch.Tensor:
         """``count`` random conversation indices of the training split. (count,)"""
         return torch.randint(len(self.train), (count,), generator=generator)
+
+    def batch(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Those conversations padded to the longest: (x, y), (B, T) each, y IGNORE where nothing is trained."""
+        return self.train.batch(index.tolist())
 
     def describe(self) -> str:
         t = self.train
@@ -160,7 +169,8 @@ def encode_conversations(
     notes = []
     if skipped:
         notes.append(
-            f"skipped {skipped} of {len(conversations)} conversation(s) longer than the context ({context_length} tokens)"
+            f"skipped {skipped} of {len(conversations)} conversation(s) longer than the context "
+            f"({context_length} tokens)"
         )
     if not len(rows):
         raise LabError(

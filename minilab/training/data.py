@@ -42,6 +42,22 @@ class Splits:
     window: int  # tokens per training sequence: the context length, or less for a tiny text
     notes: list[str] = field(default_factory=list)
 
+    # The data source the trainer draws from (minilab/training/conversations.py has the other kind).
+    @property
+    def train_tokens(self) -> int:
+        return len(self.train)
+
+    def describe(self) -> str:
+        return f"{len(self.train):,} training and {len(self.val):,} validation tokens"
+
+    def draw(self, count: int, generator: torch.Generator) -> torch.Tensor:
+        """``count`` random window starts in the training split. (count,)"""
+        return draw_starts(len(self.train), count, self.window, generator)
+
+    def batch(self, starts: torch.Tensor):
+        """Inputs and targets at these starts: (x, y), (B, T) each."""
+        return windows(self.train, starts, self.window)
+
 
 def split_tokens(ids: list[int], val_fraction: float, context_length: int) -> Splits:
     """The first (1 - val_fraction) of the tokens trains, the rest validates; tiny texts are adjusted."""

@@ -38,7 +38,7 @@ def finish_config(cfg: TrainConfig, tokenizer, splits: Splits) -> TrainConfig:
     """
     # Record the tokenizer used (a prepared dataset brings its own): the size asked for, else the size made.
     size = (cfg.vocab_size or tokenizer.vocab_size) if tokenizer.kind == "bpe" else None
-    n_train, window = len(splits.train), splits.window
+    n_train, window = splits.train_tokens, splits.window
     batch_size = cfg.batch_size or auto_batch_size(n_train, window)
     if batch_size != (cfg.batch_size or DEFAULT_BATCH_SIZE):
         splits.notes.append(

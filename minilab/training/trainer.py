@@ -24,7 +24,7 @@ budgeted run continues toward the same budget, and a larger --time_budget stretc
 
 import math
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -35,12 +35,12 @@ from minilab.errors import LabError
 from minilab.model.config import ModelConfig
 from minilab.model.flops import flops_per_token, measured_peak_flops
 from minilab.model.gpt import GPT
-from minilab.tokenizers.char import tokenizer_from_dict
 from minilab.training import distributed
 from minilab.training.clock import RunClock
 from minilab.training.config import TrainConfig
-from minilab.training.data import draw_starts, load_training_data, windows
+from minilab.training.conversations import ConversationData, evaluate_rows
 from minilab.training.evaluate import evaluate_loss
+from minilab.training.finetune import load_weights, starting_point
 from minilab.training.optim import make_optimizers, run_schedule
 from minilab.training.runfiles import RunFiles, checkpoint_payload, sample_text
 from minilab.training.runlog import new_run_name
@@ -92,12 +92,11 @@ class Trainer:
         self.device, self.dist = setup_devices(cfg.device)
         out_dir, exp_dir = check_output_dirs(cfg)
         model_cfg = ModelConfig.from_dict(resume["model_config"]) if resume else model_cfg or ModelConfig()
-        saved = tokenizer_from_dict(resume["tokenizer"]) if resume is not None else None
-        self.tokenizer, self.splits = load_training_data(
-            cfg.data, cfg.val_fraction, model_cfg.context_length, saved, cfg.tokenizer, cfg.vocab_size
-        )
-        if resume is None:  # the model's vocabulary is the tokenizer's
-            model_cfg = replace(model_cfg, vocab_size=self.tokenizer.vocab_size)
+        # The data (text, or conversations with a loss mask), the tokenizer and the model's shape; with
+        # cfg.init_from, the weights a fine-tuning run starts from (training/finetune.py).
+        start = starting_point(cfg, model_cfg, resume)
+        model_cfg, self.tokenizer, self.splits = start.model_cfg, start.tokenizer, start.data
+        self.conversations = self.splits if isinstance(self.splits, ConversationData) else None
         self.cfg = cfg = finish_config(cfg, self.tokenizer, self.splits)  # no 'auto' setting after this line
         self.model_cfg = model_cfg
         self.schedule = run_schedule(cfg)
@@ -106,6 +105,8 @@ class Trainer:
             torch.set_num_threads(cfg.threads)
         torch.manual_seed(cfg.seed)  # the same initial weights on every rank
         self.model = GPT(model_cfg).to(self.device)
+        if start.weights is not None:
+            load_weights(self.model, start.weights, cfg.init_from)
         self.optimizers = make_optimizers(self.model, cfg, self.device)  # [AdamW] or [AdamW, Muon]
         # The data order: every rank draws the same global batch and trains on its own slice of it,
         # so the run does not depend on how many processes share it. Saved for resume.
@@ -202,11 +203,11 @@ class Trainer:
         B = cfg.batch_size
         # The whole step's windows are drawn at once, the same on every rank: micro-batch m of rank r
         # is slice m * world + r. So 1 process x grad_accum 4 sees what 4 processes x 1 would.
-        starts = draw_starts(len(splits.train), B * world * cfg.grad_accum, splits.window, self.batch_gen)
+        starts = splits.draw(B * world * cfg.grad_accum, self.batch_gen)
         total = torch.zeros((), device=self.device)
         for micro in range(cfg.grad_accum):
             first = (micro * world + rank) * B
-            x, y = windows(splits.train, starts[first : first + B], splits.window)  # (B, T) each
+            x, y = splits.batch(starts[first : first + B])  # (B, T) each; y = -100 where not trained on
             x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
             with wrapped.no_sync(last=micro == cfg.grad_accum - 1):
                 with wrapped.autocast(self.device):
@@ -260,7 +261,7 @@ class Trainer:
         self.log(
             f"{'resuming' if state.step > 0 else 'training'} a {self.model.num_params() / 1e6:.2f}M-parameter model on "
             f"{self.device}{f' x {self.dist.world_size} processes' if self.dist.enabled else ''}: "
-            f"{len(splits.train):,} training and {len(splits.val):,} validation tokens, "
+            f"{splits.describe()}, "
             f"vocabulary {self.tokenizer.vocab_size}; {length}"
             f"{cfg.steps_per_epoch} steps of {self.tokens_per_step // splits.window} x {splits.window} tokens each"
         )
@@ -272,11 +273,19 @@ class Trainer:
 
     def _val_tokens(self) -> torch.Tensor:
         """The validation tokens scored each epoch: the whole split, or its first eval_tokens if that is set."""
+        if self.conversations is not None:
+            return None  # every validation conversation is scored (evaluate_rows)
         val, cap = self.splits.val, self.cfg.eval_tokens
         if cap and len(val) > cap:
             self.log(f"note: scoring the first {cap:,} of {len(val):,} validation tokens each epoch (--eval_tokens)")
             val = val[:cap]
         return val if isinstance(val, torch.Tensor) else torch.from_numpy(np.asarray(val, dtype=np.int64))
+
+    def _evaluate(self) -> float:
+        """The validation loss: of the text, or the masked loss over the assistant's tokens of every conversation."""
+        if self.conversations is not None:
+            return evaluate_rows(self.model, self.conversations.val, self.cfg.batch_size, self.device)
+        return evaluate_loss(self.model, self.val_tokens, self.splits.window, self.cfg.batch_size, self.device)
 
     def _progress_bar(self, epoch: int) -> tqdm:
         return tqdm(
@@ -321,7 +330,7 @@ class Trainer:
         state.epoch_loss_sum, state.epoch_steps = 0.0, 0
         self.last_val = math.nan  # only rank 0 evaluates (every rank holds the same weights) ...
         if self.dist.is_main:
-            self.last_val = evaluate_loss(self.model, self.val_tokens, self.splits.window, cfg.batch_size, self.device)
+            self.last_val = self._evaluate()
         self.last_val = distributed.from_main(self.last_val, self.dist, self.device)  # ... and tells the others
         self.model.train()
         score = self.last_train if math.isnan(self.last_val) else self.last_val
