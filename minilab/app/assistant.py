@@ -58,8 +58,8 @@ def add_commands(sub, train_parser: argparse.ArgumentParser, flag, switch) -> No
 def cmd_finetune(args: argparse.Namespace) -> int:
     from minilab.checkpoint import DEFAULT_DIR
     from minilab.training.clock import process_start
-    from minilab.training.runlog import new_run_name
     from minilab.training.config import TrainConfig
+    from minilab.training.runlog import new_run_name
     from minilab.training.trainer import Trainer
 
     skip = ("command", "as_program")

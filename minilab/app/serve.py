@@ -22,6 +22,7 @@ from minilab.errors import LabError
 
 MAX_PROMPT_CHARS = 2000  # longer prompts are refused: the page is for trying a model, not for bulk work
 MAX_NEW_TOKENS = 2000  # per generate request, so one click cannot keep the CPU busy for an hour
+MAX_CHAT_CHARS = 20000  # a chat's whole history, sent with each message (the model sees only what fits)
 MAX_CACHED_MODELS = 4  # models kept in memory; loading a fifth drops the least recently used
 WEB_DIR = Path(__file__).parent / "web"
 STATIC = {  # URL -> (file in WEB_DIR, content type): the only files the server hands out as they are
@@ -196,6 +197,23 @@ def sampling_settings(q: dict) -> dict:
     return settings
 
 
+def _chat_messages(raw: str) -> list[dict]:
+    """The conversation a chat request carries (a JSON list of messages); a 400 if it is not one."""
+    from minilab.tokenizers.template import check_messages
+
+    try:
+        messages = json.loads(raw)
+    except json.JSONDecodeError:
+        raise HTTPError(400, "messages must be a JSON list of {role, content}") from None
+    messages = check_messages(messages, "messages")
+    if messages[-1]["role"] != "user":
+        raise HTTPError(400, "the last message must be the user's")
+    _check_prompt("".join(m["content"] for m in messages[-1:]))
+    if sum(len(m["content"]) for m in messages) > MAX_CHAT_CHARS:
+        raise HTTPError(400, f"the conversation is longer than {MAX_CHAT_CHARS} characters; start a new one")
+    return messages
+
+
 def _check_prompt(prompt: str) -> None:
     if len(prompt) > MAX_PROMPT_CHARS:
         raise HTTPError(400, f"the prompt is {len(prompt)} characters; the limit is {MAX_PROMPT_CHARS}")
@@ -300,6 +318,8 @@ class Handler(BaseHTTPRequestHandler):
             return self._json(lab.attention(q.get("checkpoint", ""), q.get("prompt", "")))
         if route == ["generate"] and self.command == "GET":
             return self._generate(q)
+        if route == ["chat"] and self.command == "GET":
+            return self._chat(q)
         raise HTTPError(404, f"no API endpoint {path}")
 
     def _generate(self, q: dict) -> None:
@@ -323,6 +343,26 @@ class Handler(BaseHTTPRequestHandler):
         took = time.perf_counter() - t0
         n = settings["max_new_tokens"]  # no stop strings here, so every requested token was generated
         self._event({"tokens": n, "seconds": round(took, 3), "tokens_per_sec": round(n / max(took, 1e-9), 1)}, "done")
+
+    def _chat(self, q: dict) -> None:
+        """Chat mode: the answer to ``messages`` (a JSON list, the page keeps the history) as events, then 'done'."""
+        from minilab.generation.chat import chat_answer
+
+        settings = sampling_settings({**q, "prompt": ""})
+        messages = _chat_messages(q.get("messages", ""))
+        model, tokenizer, _ = self.lab.model(q.get("checkpoint", ""))
+        settings.pop("prompt")
+        pieces, dropped = chat_answer(model, tokenizer, messages, **settings)  # bad input: a 400 before streaming
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream; charset=utf-8")
+        self.send_header("Cache-Control", "no-cache")
+        self.end_headers()
+        try:
+            for piece in pieces:
+                self._event({"text": piece})
+        except LabError as e:
+            return self._event({"error": str(e).splitlines()[0]}, "error")
+        self._event({"dropped": dropped}, "done")
 
     def _event(self, data: dict, event: str | None = None) -> None:
         head = f"event: {event}\n" if event else ""

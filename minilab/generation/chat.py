@@ -141,3 +141,30 @@ def answer_batch(model, prompts: list[list[int]], stop_id: int, max_new_tokens: 
                 if all(done):
                     break
     return answers
+
+
+def chat_answer(
+    model,
+    tokenizer,
+    messages: list[dict],
+    max_new_tokens: int = 200,
+    temperature: float = 0.8,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    seed: int | None = None,
+):
+    """(answer pieces, messages dropped): the next assistant turn of ``messages`` (ending with the user's).
+
+    Everything is checked before the first piece: the chat tokens, the characters, the length.
+    """
+    require_chat_tokens(tokenizer)
+    check_sampling(temperature, top_k, top_p, max_new_tokens)
+    for m in messages:
+        tokenizer.encode(m["content"])  # characters the model never saw
+    ctx = model.cfg.context_length
+    kept, dropped = fit_history(tokenizer, messages, ctx, min(max_new_tokens, ctx // 2))
+    device = next(model.parameters()).device
+    generator = torch.Generator(device=device)
+    generator.seed() if seed is None else generator.manual_seed(seed)
+    ids = prompt_ids(tokenizer, kept)
+    return stream_answer(model, tokenizer, ids, max_new_tokens, temperature, top_k, top_p, generator), dropped

@@ -359,3 +359,75 @@ $("#model-form select").addEventListener("change", showModel);
 loadRuns();
 loadLimits().catch((e) => ($("#limits").textContent = e.message));
 loadCheckpoints();
+
+// ---- Generate tab, chat mode: the page keeps the conversation and sends it whole with each message;
+// the server applies the chat template, drops the turns that no longer fit the context, and streams the answer.
+const chat = { messages: [] };
+
+function chatMode() { return $("#gen-mode").value === "chat"; }
+
+function showMode() {
+  const on = chatMode();
+  $("#gen-output").hidden = on;
+  $("#chat-log").hidden = !on;
+  $("#chat-reset").hidden = !on;
+  $("#gen-prompt-label").textContent = on ? "your message" : "prompt";
+  $("#gen-go").textContent = on ? "Send" : "Generate";
+  if (on && $("#gen-prompt").value === "The ") $("#gen-prompt").value = "";
+}
+
+function chatBubble(role, text) {
+  const node = el("div", { class: `turn ${role}` }, el("b", {}, role === "user" ? "you" : "model"), el("span", {}, text));
+  $("#chat-log").append(node);
+  return node.querySelector("span");
+}
+
+$("#gen-mode").addEventListener("change", showMode);
+$("#chat-reset").addEventListener("click", () => {
+  stopStream();
+  chat.messages = [];
+  $("#chat-log").replaceChildren();
+  $("#gen-status").textContent = "";
+});
+
+// Runs before the Generate handler (capture phase): in chat mode it handles the submit itself.
+$("#gen-form").addEventListener("submit", (event) => {
+  if (!chatMode()) return;
+  event.preventDefault();
+  event.stopImmediatePropagation();
+  stopStream();
+  const form = new FormData(event.target);
+  const text = form.get("prompt");
+  if (!text) { $("#gen-error").textContent = "type a message first"; return; }
+  const asked = [...chat.messages, { role: "user", content: text }];
+  const params = new URLSearchParams();
+  for (const [k, v] of form) if (v !== "" && k !== "prompt" && k !== "mode") params.set(k, v);
+  params.set("messages", JSON.stringify(asked));
+  const url = `/api/chat?${params}`;
+  $("#gen-error").textContent = "";
+  $("#gen-status").textContent = "answering...";
+  let answer = "", received = false, out = null;
+  $("#gen-go").disabled = true;
+  $("#gen-stop").disabled = false;
+  stream = new EventSource(url);
+  stream.onmessage = (e) => {
+    if (!out) { chatBubble("user", text); out = chatBubble("assistant", ""); $("#gen-prompt").value = ""; }
+    received = true;
+    answer += JSON.parse(e.data).text;
+    out.textContent = answer;
+  };
+  stream.addEventListener("done", (e) => {
+    const d = JSON.parse(e.data);
+    if (!out) { chatBubble("user", text); chatBubble("assistant", ""); $("#gen-prompt").value = ""; }
+    chat.messages = [...asked, { role: "assistant", content: answer }];
+    $("#gen-status").textContent = d.dropped ? `(the oldest ${d.dropped} message(s) no longer fit the context)` : "";
+    stopStream();
+  });
+  stream.addEventListener("error", async (e) => {
+    stopStream();
+    if (e.data) { $("#gen-error").textContent = JSON.parse(e.data).error; return; }
+    $("#gen-status").textContent = "";
+    if (received) { $("#gen-error").textContent = "the connection to the server was lost"; return; }
+    try { await api(url); } catch (err) { $("#gen-error").textContent = err.message; }
+  });
+}, true);
