@@ -17,7 +17,7 @@ import torch
 from minilab.errors import LabError
 from minilab.generation.decode import generate
 from minilab.generation.sampling import check_sampling
-from minilab.tokenizers.special import END, has_chat_tokens
+from minilab.tokenizers.special import has_chat_tokens
 from minilab.tokenizers.template import prompt_ids
 from minilab.tokenizers.utf8 import StreamDecoder
 
@@ -57,14 +57,16 @@ def fit_history(tokenizer, messages: list[dict], context_length: int, room: int)
 def stream_answer(
     model, tokenizer, ids: list[int], max_new_tokens: int, temperature: float, top_k: int, top_p: float, generator
 ) -> Iterator[str]:
-    """Generate after ``ids`` and yield the answer's text piece by piece until ``<|end|>``."""
-    end = tokenizer.id_of(END)
+    """Generate after ``ids`` and yield the answer's text piece by piece until ``<|end|>``.
+
+    Any other marker ends the answer too: a model that writes ``<|user|>`` has begun the next turn.
+    """
     device = next(model.parameters()).device
     decoder = StreamDecoder(tokenizer)
     idx = torch.tensor([ids], dtype=torch.long, device=device)
     for next_id in generate(model, idx, max_new_tokens, temperature, top_k, top_p, generator):
         token = int(next_id[0, 0])
-        if token == end:
+        if tokenizer.is_special(token):
             break
         if piece := decoder.feed([token]):
             yield piece
