@@ -75,4 +75,14 @@ def describe(model: GPT, tokenizer, ckpt: dict | None) -> str:
         f"optimizer {args.get('optimizer', 'adamw')}, schedule {args.get('schedule', 'cosine')}, "
         f"seed {args.get('seed')}, run {run.get('name')!r}"
     )
+    if args.get("init_from"):
+        lines.append(f"  fine-tuned from {args['init_from']!r}")
+    conv = ckpt.get("conversations")  # a run on conversations (minilab/training/conversations.py)
+    if isinstance(conv, dict):
+        what = "the assistant's tokens only" if args.get("mask_loss", True) else "every token (no mask)"
+        share = conv.get("trained", 0) / max(1, conv.get("targets", 1))
+        lines.append(
+            f"  {conv.get('train')} training and {conv.get('val')} validation conversations; the loss counts "
+            f"{what}: {conv.get('trained'):,} of {conv.get('targets'):,} training targets ({100 * share:.1f}%)"
+        )
     return "\n".join(lines)

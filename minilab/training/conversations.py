@@ -141,6 +141,11 @@ class ConversationData:
         """Those conversations padded to the longest: (x, y), (B, T) each, y IGNORE where nothing is trained."""
         return self.train.batch(index.tolist())
 
+    def summary(self) -> dict:
+        """Plain numbers for config.json and the checkpoint: conversations and how many targets the loss counts."""
+        t = self.train
+        return {"train": len(t), "val": len(self.val), "targets": t.targets(), "trained": t.trained_targets()}
+
     def describe(self) -> str:
         t = self.train
         return (

@@ -252,6 +252,8 @@ class Trainer:
             "parameters": self.model.num_params(),
             "device": str(self.device),
         }
+        if self.conversations is not None:
+            config["conversations"] = self.conversations.summary()
         self.files.open(state.step if state.step > 0 else None, config, cfg.tensorboard, self.log)
         length = (
             f"for {cfg.time_budget:g}s of wall clock in all, epochs of "
@@ -381,7 +383,10 @@ class Trainer:
         """Everything needed to rebuild the model and continue training exactly where it stopped."""
         run = {"name": self.run_name, "wall_time": self.clock.wall(), "tokens_seen": self.state.tokens_seen}
         parts = (self.model, self.model_cfg, self.tokenizer, self.optimizers, self.batch_gen, self.device)
-        return checkpoint_payload(*parts, self.cfg, self.state, run)
+        payload = checkpoint_payload(*parts, self.cfg, self.state, run)
+        if self.conversations is not None:  # what the loss counts, for `info`
+            payload["conversations"] = self.conversations.summary()
+        return payload
 
     def _save(self, names: list[str]) -> None:
         self.files.save(names, self.checkpoint_payload, self.step)
