@@ -315,7 +315,7 @@ class Trainer:
     def _end_epoch(self, epoch: int, lr: float, tokens: int, took: float) -> None:
         """Evaluate, keep the best, save the checkpoints and logs, and print the epoch's line."""
         cfg, state = self.cfg, self.state
-        t_end = time.perf_counter()
+        t_end = self.clock.now()
         state.epoch = epoch
         self.last_train = state.epoch_loss_sum / state.epoch_steps
         state.epoch_loss_sum, state.epoch_steps = 0.0, 0
@@ -342,7 +342,7 @@ class Trainer:
             f"epoch {epoch}{of} | train loss {self.last_train:.4f}{val_part} | lr {lr:.2e} | "
             f"{tokens / max(took, 1e-9):,.0f} tok/s | {took:.1f}s{' | best' if is_best else ''}"
         )
-        self.clock.end_cost = time.perf_counter() - t_end
+        self.clock.end_cost = self.clock.now() - t_end
 
     def _sample(self) -> str | None:
         """The text for samples.txt after an epoch, or None with --sample_length 0."""
