@@ -9,10 +9,8 @@ import os
 import sys
 
 from minilab.app.flags import build_parser
-from minilab.app.settings import resolve_settings, resume_configs
+from minilab.app.settings import run_configs
 from minilab.errors import LabError
-from minilab.model.config import ModelConfig
-from minilab.training.config import TrainConfig
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -171,15 +169,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     # Run as a program, the clock of a --time_budget starts with the process (imports included);
     # called in-process (a notebook, a test), it starts now.
     started = process_start() if args.as_program else None
-    train_flags, model_flags = resolve_settings(given, getattr(args, "config", None), getattr(args, "preset", None))
-    if "resume" in args:
-        ckpt = load_checkpoint(resolve_checkpoint(args.resume))
-        train_cfg, _ = resume_configs(ckpt, train_flags, model_flags)
-        trainer = Trainer(train_cfg, resume=ckpt, started=started)
-    else:
-        if "data" not in train_flags:
-            raise LabError("train needs --data FILE (the text to learn from)")
-        trainer = Trainer(TrainConfig(**train_flags), ModelConfig(**model_flags), started=started)
+    ckpt = load_checkpoint(resolve_checkpoint(args.resume)) if "resume" in args else None
+    train_cfg, model_cfg = run_configs(given, getattr(args, "config", None), getattr(args, "preset", None), ckpt)
+    trainer = Trainer(train_cfg, None if ckpt else model_cfg, resume=ckpt, started=started)
     result = trainer.fit()
     if trainer.dist.is_main:  # under torchrun, one report
         print(

@@ -19,6 +19,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from minilab.errors import LabError
+from minilab.files import read_json
 
 MAX_PROMPT_CHARS = 2000  # longer prompts are refused: the page is for trying a model, not for bulk work
 MAX_NEW_TOKENS = 2000  # per generate request, so one click cannot keep the CPU busy for an hour
@@ -230,8 +231,8 @@ def _number(v: str):
 
 def _read_json(path: Path):
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return read_json(path)
+    except LabError:
         return None  # a run still starting (no summary yet) or a damaged file: shown as missing
 
 
