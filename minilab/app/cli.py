@@ -7,6 +7,7 @@ dashes (``--batch-size``). A problem with the input is one line on stderr and ex
 import argparse
 import os
 import sys
+from dataclasses import asdict
 
 from minilab.app.flags import build_parser
 from minilab.app.settings import run_configs
@@ -186,11 +187,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from minilab.checkpoint import load_model
     from minilab.device import resolve_device
     from minilab.generation.interactive import run_interactive
-    from minilab.generation.sampling import check_sampling
+    from minilab.generation.sampling import SamplingConfig
     from minilab.generation.textgen import generate_texts, stream_text
     from minilab.training.data import read_text
 
-    check_sampling(args.temperature, args.top_k, args.top_p, args.max_new_tokens)
+    sampling = SamplingConfig(args.max_new_tokens, args.temperature, args.top_k, args.top_p, args.seed)
     if not 1 <= args.num_samples <= 1000:
         raise LabError(f"--num_samples must be between 1 and 1000, got {args.num_samples}")
     if args.prompt is not None and args.prompt_file is not None:
@@ -206,15 +207,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     model, tokenizer, _ = load_model(args.checkpoint, device)
     tokenizer.encode(prompt)  # unseen characters are an error before anything is printed
-    settings = dict(
-        max_new_tokens=args.max_new_tokens,
-        temperature=args.temperature,
-        top_k=args.top_k,
-        top_p=args.top_p,
-        seed=args.seed,
-    )
+    settings = asdict(sampling)
     if args.interactive:
-        return run_interactive(model, tokenizer, settings, stop)
+        return run_interactive(model, tokenizer, sampling, stop)
     if args.num_samples == 1:
         print(prompt, end="", flush=True)
         for piece in stream_text(model, tokenizer, prompt, stop=stop, **settings):

@@ -10,6 +10,7 @@ from dataclasses import Field, fields
 
 from minilab.app.settings import PRESETS
 from minilab.checks import shown_default
+from minilab.generation.sampling import SamplingConfig
 from minilab.model.config import ModelConfig
 from minilab.tokenizers.char import TOKENIZERS
 from minilab.training.config import TrainConfig
@@ -35,19 +36,22 @@ def _switch(parser, name: str, help: str) -> None:
     parser.add_argument(*off, dest=name, action="store_const", const=False, default=argparse.SUPPRESS)
 
 
-def _setting(parser, f: Field) -> None:
-    """The flag of one config field: its type, choices and help (with the default) all read from the field."""
+def _setting(parser, f: Field, default=argparse.SUPPRESS) -> None:
+    """The flag of one config field: its type, choices and help (with the default) all read from the field.
+
+    ``default`` SUPPRESS (train): only the flags the user typed appear, so a resume, a preset and a
+    config file can tell them from defaults.
+    """
     meta = f.metadata
-    default = "" if f.name == "data" else f" (default {shown_default(f)})"  # --data has none to show
-    help = (meta["help"] + default).replace("%", "%%")  # argparse formats help with %
+    shown = "" if f.name == "data" else f" (default {shown_default(f)})"  # --data has none to show
+    help = (meta["help"] + shown).replace("%", "%%")  # argparse formats help with %
     if f.type is bool:
         return _switch(parser, f.name, help)
     kind = int if f.type == int | None else f.type  # int | None: TrainConfig.vocab_size
     extra = {"choices": meta["choices"]} if "choices" in meta else {}
     if "metavar" in meta:
         extra["metavar"] = meta["metavar"]
-    # SUPPRESS: only the flags the user typed appear, so a resume can tell them from defaults.
-    _flag(parser, f.name, type=kind, default=argparse.SUPPRESS, help=help, **extra)
+    _flag(parser, f.name, type=kind, default=default, help=help, **extra)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -95,18 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="keep the model loaded and answer each line typed (/help lists commands)",
     )
-    _flag(g, "max_new_tokens", type=int, default=200, help="tokens to generate (default 200)")
-    _flag(
-        g,
-        "temperature",
-        type=float,
-        default=0.8,
-        help="above 1 flattens the distribution (more random), below 1 sharpens it; 0 = greedy (default 0.8)",
-    )
-    _flag(g, "top_k", type=int, default=0, help="keep only the k most likely tokens, 0 = off (default 0)")
-    _flag(g, "top_p", type=float, default=1.0, help="keep the smallest set reaching probability p (default 1.0)")
+    for f in fields(SamplingConfig):  # --max_new_tokens, --temperature, --top_k, --top_p, --seed
+        _setting(g, f, default=f.default)
     _flag(g, "num_samples", type=int, default=1, help="how many continuations, generated as one batch (default 1)")
-    _flag(g, "seed", type=int, default=None, help="random seed (default: different each run)")
     _flag(g, "device", default="auto", help="auto | cpu | cuda | mps (default auto)")
 
     i = sub.add_parser("info", help="show a model's config, parameters, vocabulary and history", allow_abbrev=False)

@@ -4,7 +4,7 @@ A plain dataclass that turns into JSON-ready dicts (``to_dict``) and back (``fro
 so a checkpoint and an experiment folder carry exactly the settings that made it.
 """
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 from minilab.checks import check_bool, check_choice, check_float, check_int, from_dict, setting
 from minilab.errors import LabError
@@ -66,3 +66,34 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
         return from_dict(cls, d, "model config")
+
+
+# The fast decode path (minilab/generation/fastdecode.py) spells out one architecture: for every
+# ModelConfig field, the values it handles (None: any value). A field missing here keeps a model
+# off the fast path, and tests/test_kvcache.py fails until it is declared, so a new switch cannot
+# silently reach code that ignores it.
+FAST_DECODE_SUPPORTS: dict[str, tuple | None] = {
+    "vocab_size": None,
+    "context_length": None,
+    "d_model": None,
+    "n_heads": None,
+    "n_layers": None,
+    "d_ff": None,
+    "dropout": None,  # decoding runs in eval mode: no dropout
+    "pos_encoding": ("sinusoidal", "learned"),
+    "norm": ("layernorm",),
+    "qk_norm": (False,),
+    "mlp": ("gelu",),
+    "tie_embeddings": (True,),
+    "bias": (True,),
+    "logit_softcap": (0.0,),
+}
+
+
+def fast_decode_supports(cfg: ModelConfig) -> bool:
+    """True if every field of ``cfg`` is declared in FAST_DECODE_SUPPORTS and holds a value listed there."""
+    return all(
+        f.name in FAST_DECODE_SUPPORTS
+        and (FAST_DECODE_SUPPORTS[f.name] is None or getattr(cfg, f.name) in FAST_DECODE_SUPPORTS[f.name])
+        for f in fields(cfg)
+    )

@@ -32,6 +32,7 @@ import torch
 from tqdm.auto import tqdm
 
 from minilab.errors import LabError
+from minilab.generation.sampling import SamplingConfig
 from minilab.model.config import ModelConfig
 from minilab.model.flops import flops_per_token, measured_peak_flops
 from minilab.model.gpt import GPT
@@ -54,8 +55,6 @@ from minilab.training.setup import (
     wrap_for_training,
 )
 from minilab.training.signals import EXIT_CODES, StopSignals, TrainingInterrupted
-
-SAMPLE_TEMPERATURE = 0.8  # the samples.txt written after each epoch
 
 
 @dataclass
@@ -349,7 +348,9 @@ class Trainer:
         if not self.cfg.sample_length:
             return None
         seed = self.cfg.seed + self.epoch
-        return sample_text(self.model, self.tokenizer, self.device, self.cfg.sample_length, seed, SAMPLE_TEMPERATURE)
+        return sample_text(
+            self.model, self.tokenizer, self.device, self.cfg.sample_length, seed, SamplingConfig.temperature
+        )
 
     def _summary(self) -> dict:
         """summary.json: the run so far."""
