@@ -1,7 +1,7 @@
 """Checks of single settings, shared by the config dataclasses: each raises LabError naming the setting."""
 
 import math
-from dataclasses import Field, field, fields
+from dataclasses import Field, asdict, field, fields
 
 from minilab.errors import LabError
 
@@ -23,6 +23,19 @@ def shown_default(f: Field) -> str:
     if isinstance(value, bool):
         return "on" if value else "off"
     return repr(value) if isinstance(value, float) else str(value)
+
+
+class DictConfig:
+    """What every config dataclass has: a JSON-ready dict (``to_dict``) and back (``from_dict``, strict)."""
+
+    what = "config"  # names the config in the error for unknown keys
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        return from_dict(cls, d, cls.what)
 
 
 def from_dict(cls, d: dict, what: str):

@@ -84,23 +84,15 @@ def stream_text(
         yield text[sent:end]
 
 
-def generate_texts(
-    model,
-    tokenizer,
-    prompt: str,
-    num_samples: int = 1,
-    max_new_tokens: int = SamplingConfig.max_new_tokens,
-    temperature: float = SamplingConfig.temperature,
-    top_k: int = SamplingConfig.top_k,
-    top_p: float = SamplingConfig.top_p,
-    seed: int | None = SamplingConfig.seed,
-    stop=(),
-) -> list[str]:
-    """``num_samples`` continuations of ``prompt``, generated as one batch; each ends at its first stop string."""
+def generate_texts(model, tokenizer, prompt: str, num_samples: int = 1, stop=(), **sampling) -> list[str]:
+    """``num_samples`` continuations of ``prompt``, generated as one batch; each ends at its first stop string.
+
+    ``sampling``: any of ``SamplingConfig``'s fields (max_new_tokens, temperature, top_k, top_p, seed).
+    """
+    sampling = SamplingConfig(**sampling)
     stop = [s for s in stop if s]
     texts, done = [""] * num_samples, [False] * num_samples
     decoders = [StreamDecoder(tokenizer) for _ in range(num_samples)]
-    sampling = SamplingConfig(max_new_tokens, temperature, top_k, top_p, seed)
     for next_ids in _token_stream(model, tokenizer, prompt, num_samples, sampling):
         for i, token in enumerate(next_ids[:, 0].tolist()):
             if not done[i]:

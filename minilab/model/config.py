@@ -4,9 +4,9 @@ A plain dataclass that turns into JSON-ready dicts (``to_dict``) and back (``fro
 so a checkpoint and an experiment folder carry exactly the settings that made it.
 """
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 
-from minilab.checks import check_bool, check_choice, check_float, check_int, from_dict, setting
+from minilab.checks import DictConfig, check_bool, check_choice, check_float, check_int, setting
 from minilab.errors import LabError
 
 POS_ENCODINGS = ("sinusoidal", "learned", "rope", "none")
@@ -15,8 +15,10 @@ MLPS = ("gelu", "relu2", "swiglu")
 
 
 @dataclass
-class ModelConfig:
+class ModelConfig(DictConfig):
     """The shape of the transformer. Defaults are the seed's: 256 context, 256 wide, 8 heads, 4 layers."""
+
+    what = "model config"
 
     vocab_size: int = setting(65, "tokens the model knows (set from the data's tokenizer)")
     context_length: int = setting(256, "tokens the model attends over (block_size in nanoGPT)")
@@ -59,13 +61,6 @@ class ModelConfig:
     @property
     def head_dim(self) -> int:
         return self.d_model // self.n_heads
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "ModelConfig":
-        return from_dict(cls, d, "model config")
 
 
 # The fast decode path (minilab/generation/fastdecode.py) spells out one architecture: for every

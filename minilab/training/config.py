@@ -4,9 +4,9 @@ Each field carries its help text (``setting``): the train command's flags and th
 ``--help`` are generated from these fields (minilab/app/flags.py), so a default is written once.
 """
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
-from minilab.checks import check_bool, check_choice, check_float, check_int, from_dict, setting
+from minilab.checks import DictConfig, check_bool, check_choice, check_float, check_int, setting
 from minilab.errors import LabError
 from minilab.tokenizers.bpe import DEFAULT_VOCAB_SIZE
 from minilab.tokenizers.char import TOKENIZERS, check_tokenizer_settings
@@ -16,8 +16,10 @@ SCHEDULES = ("cosine", "wsd", "constant")
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(DictConfig):
     """How to train: data, length, batch, optimizer, schedule, evaluation and where files go."""
+
+    what = "training config"
 
     data: str = setting("", "UTF-8 text file, or a directory made by `prepare` (required)", metavar="FILE")
     tokenizer: str = setting("char", "char (one token per character) or bpe (byte-level BPE)", choices=TOKENIZERS)
@@ -90,10 +92,3 @@ class TrainConfig:
         check_float("grad_clip", self.grad_clip, low=0.0, high=1e6)
         check_float("val_fraction", self.val_fraction, low=0.0, high=0.5, high_open=True)
         check_tokenizer_settings(self.tokenizer, self.vocab_size)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        return from_dict(cls, d, "training config")
