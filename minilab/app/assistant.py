@@ -2,7 +2,8 @@
 
 ``add_commands`` adds their flags to the parser of minilab/app/flags.py; ``COMMANDS`` maps each
 name to the function minilab/app/cli.py runs. ``finetune`` takes the training flags of ``train``
-(the same names, help and meaning), minus those that describe a new model or tokenizer.
+(generated from the same TrainConfig fields), minus those that describe a new tokenizer; the
+model's shape is the checkpoint's, so it takes no model flags.
 """
 
 import argparse
@@ -11,40 +12,32 @@ from pathlib import Path
 
 from minilab.errors import LabError
 
-# train's flags that a fine-tuning run does not take: its model and tokenizer are the checkpoint's.
-NOT_FOR_FINETUNE = {"data", "resume", "preset", "config", "tokenizer", "vocab_size", "init_from"}
+# Training settings that a fine-tuning run does not take as flags: its tokenizer is the checkpoint's,
+# and --from and --data are its own.
+NOT_FOR_FINETUNE = {"data", "tokenizer", "vocab_size", "init_from"}
 
 
-def add_commands(sub, train_parser: argparse.ArgumentParser, flag, switch) -> None:
-    """Add finetune, chat and score to the subcommands ``sub``; ``flag``/``switch`` are flags.py's helpers."""
-    from minilab.app.settings import MODEL_KEYS
+def add_commands(sub, flag, setting) -> None:
+    """Add finetune, chat and score to the subcommands ``sub``; ``flag``/``setting`` are flags.py's helpers."""
+    from dataclasses import fields
+
+    from minilab.generation.sampling import SamplingConfig
+    from minilab.training.config import TrainConfig
 
     f = sub.add_parser(
         "finetune", help="a new run from a checkpoint's weights, on text or conversations (.jsonl)", allow_abbrev=False
     )
     f.add_argument("--from", dest="init_from", metavar="CKPT", required=True, help="checkpoint to start from")
     flag(f, "data", metavar="FILE", required=True, help="UTF-8 text, or conversations as JSON Lines (.jsonl)")
-    for action in train_parser._actions:  # the training flags, exactly as train has them
-        if not action.option_strings or action.dest in NOT_FOR_FINETUNE or action.dest in MODEL_KEYS:
-            continue
-        if action.dest in ("help", "mask_loss"):
-            continue
-        kwargs = dict(dest=action.dest, default=argparse.SUPPRESS, help=action.help)
-        if action.nargs == 0:  # a switch: store_const True/False
-            kwargs.update(action="store_const", const=action.const)
-        else:
-            kwargs.update(type=action.type, choices=action.choices, metavar=action.metavar)
-        f.add_argument(*action.option_strings, **kwargs)
-    switch(f, "mask_loss", "conversations: train on the assistant's tokens only (default on; --no_mask_loss: all)")
+    for field in fields(TrainConfig):  # the training flags, generated as train's are
+        if field.name not in NOT_FOR_FINETUNE:
+            setting(f, field)
 
     c = sub.add_parser("chat", help="talk to a fine-tuned model in the terminal", allow_abbrev=False)
     flag(c, "checkpoint", metavar="CKPT", required=True, help="a checkpoint fine-tuned on conversations")
     flag(c, "system", default=None, help="a system message that opens the conversation (default none)")
-    flag(c, "max_new_tokens", type=int, default=200, help="longest answer in tokens (default 200)")
-    flag(c, "temperature", type=float, default=0.8, help="0 = greedy (default 0.8)")
-    flag(c, "top_k", type=int, default=0, help="keep only the k most likely tokens, 0 = off (default 0)")
-    flag(c, "top_p", type=float, default=1.0, help="keep the smallest set reaching probability p (default 1.0)")
-    flag(c, "seed", type=int, default=None, help="random seed (default: different each run)")
+    for field in fields(SamplingConfig):  # --max_new_tokens (the longest answer), --temperature, ...
+        setting(c, field, default=field.default)
     flag(c, "device", default="auto", help="auto | cpu | cuda | mps (default auto)")
 
     s = sub.add_parser("score", help="exact-match accuracy of a model's answers to held-out conversations")

@@ -32,6 +32,7 @@ import torch
 from tqdm.auto import tqdm
 
 from minilab.errors import LabError
+from minilab.generation.sampling import SamplingConfig
 from minilab.model.config import ModelConfig
 from minilab.model.flops import flops_per_token, measured_peak_flops
 from minilab.model.gpt import GPT
@@ -54,8 +55,6 @@ from minilab.training.setup import (
     wrap_for_training,
 )
 from minilab.training.signals import EXIT_CODES, StopSignals, TrainingInterrupted
-
-SAMPLE_TEMPERATURE = 0.8  # the samples.txt written after each epoch
 
 
 @dataclass
@@ -326,7 +325,7 @@ class Trainer:
     def _end_epoch(self, epoch: int, lr: float, tokens: int, took: float) -> None:
         """Evaluate, keep the best, save the checkpoints and logs, and print the epoch's line."""
         cfg, state = self.cfg, self.state
-        t_end = time.perf_counter()
+        t_end = self.clock.now()
         state.epoch = epoch
         self.last_train = state.epoch_loss_sum / state.epoch_steps
         state.epoch_loss_sum, state.epoch_steps = 0.0, 0
@@ -353,14 +352,16 @@ class Trainer:
             f"epoch {epoch}{of} | train loss {self.last_train:.4f}{val_part} | lr {lr:.2e} | "
             f"{tokens / max(took, 1e-9):,.0f} tok/s | {took:.1f}s{' | best' if is_best else ''}"
         )
-        self.clock.end_cost = time.perf_counter() - t_end
+        self.clock.end_cost = self.clock.now() - t_end
 
     def _sample(self) -> str | None:
         """The text for samples.txt after an epoch, or None with --sample_length 0."""
         if not self.cfg.sample_length:
             return None
         seed = self.cfg.seed + self.epoch
-        return sample_text(self.model, self.tokenizer, self.device, self.cfg.sample_length, seed, SAMPLE_TEMPERATURE)
+        return sample_text(
+            self.model, self.tokenizer, self.device, self.cfg.sample_length, seed, SamplingConfig.temperature
+        )
 
     def _summary(self) -> dict:
         """summary.json: the run so far."""
