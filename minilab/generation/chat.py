@@ -54,6 +54,18 @@ def fit_history(tokenizer, messages: list[dict], context_length: int, room: int)
     )
 
 
+def prompt_in_context(model, tokenizer, messages: list[dict], max_new_tokens: int) -> tuple[list[int], int]:
+    """(prompt ids, messages dropped): what the model is given to answer ``messages``, fitted to its context.
+
+    Characters the model never saw are an error here, before anything is generated.
+    """
+    for m in messages:
+        tokenizer.encode(m["content"])
+    ctx = model.cfg.context_length
+    kept, dropped = fit_history(tokenizer, messages, ctx, room=min(max_new_tokens, ctx // 2))
+    return prompt_ids(tokenizer, kept), dropped
+
+
 def stream_answer(
     model, tokenizer, ids: list[int], max_new_tokens: int, temperature: float, top_k: int, top_p: float, generator
 ) -> Iterator[str]:
@@ -107,13 +119,9 @@ class ChatSession:
 
     def reply(self, text: str) -> Iterator[str]:
         """Stream the answer to ``text``; once it has ended, both turns join the history."""
-        self.tokenizer.encode(text)  # characters the model never saw: an error before anything is said
-        ctx = self.model.cfg.context_length
-        room = min(self.settings["max_new_tokens"], ctx // 2)
-        asked = self.messages + [{"role": "user", "content": text}]
-        kept, self.dropped = fit_history(self.tokenizer, asked, ctx, room)
         s, pieces = self.settings, []
-        ids = prompt_ids(self.tokenizer, kept)
+        asked = self.messages + [{"role": "user", "content": text}]
+        ids, self.dropped = prompt_in_context(self.model, self.tokenizer, asked, s["max_new_tokens"])
         sampling = (s["max_new_tokens"], s["temperature"], s["top_k"], s["top_p"], self.generator)
         for piece in stream_answer(self.model, self.tokenizer, ids, *sampling):
             pieces.append(piece)
@@ -161,12 +169,7 @@ def chat_answer(
     """
     require_chat_tokens(tokenizer)
     check_sampling(temperature, top_k, top_p, max_new_tokens)
-    for m in messages:
-        tokenizer.encode(m["content"])  # characters the model never saw
-    ctx = model.cfg.context_length
-    kept, dropped = fit_history(tokenizer, messages, ctx, min(max_new_tokens, ctx // 2))
-    device = next(model.parameters()).device
-    generator = torch.Generator(device=device)
+    ids, dropped = prompt_in_context(model, tokenizer, messages, max_new_tokens)
+    generator = torch.Generator(device=next(model.parameters()).device)
     generator.seed() if seed is None else generator.manual_seed(seed)
-    ids = prompt_ids(tokenizer, kept)
     return stream_answer(model, tokenizer, ids, max_new_tokens, temperature, top_k, top_p, generator), dropped
