@@ -174,3 +174,17 @@ def test_skipped_conversations_are_counted_before_training(lab, tmp_path, capsys
     assert "note: skipped 1 of 41 conversation(s) longer than the context (32 tokens)" in out
     assert out.index("skipped") < out.index("epoch 1")
     assert "the loss counts" in out and "the assistant's tokens" in out
+
+
+@pytest.mark.slow
+def test_a_new_model_trains_on_conversations_and_resumes(tmp_path, capsys):
+    write_task(tmp_path)
+    args = ["--preset", "tiny", "--epochs", "1", *FAST, "--out_dir", "run", "--run_name", "run"]
+    assert cli_in(tmp_path, ["train", "--data", "train.jsonl", *args]) == 0
+    assert "the loss counts" in capsys.readouterr().out
+    ckpt = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    assert ckpt["tokenizer"]["special_tokens"] == list(CHAT_TOKENS)  # a vocabulary from the messages, plus markers
+    assert ckpt["conversations"]["trained"] < ckpt["conversations"]["targets"]
+    resume = ["train", "--data", "train.jsonl", "--resume", "run/checkpoint.pt", "--epochs", "2", *FAST]
+    assert cli_in(tmp_path, resume) == 0
+    assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["step"] == 6
