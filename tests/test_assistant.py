@@ -231,3 +231,24 @@ def test_masked_loss_is_finite_for_every_batch():
     model = GPT(tiny_model_config(vocab_size=tok.vocab_size, context_length=32))
     x, y = data.batch(data.draw(8, torch.Generator().manual_seed(0)))
     assert math.isfinite(model(x, y)[1].item())
+
+
+def test_the_addition_task_holds_its_test_problems_out(tmp_path):
+    from tests.test_finetune import write_task
+
+    write_task(tmp_path)  # digits=1: 100 problems, 10 held out
+    asked = lambda path: {  # noqa: E731
+        m["content"] for line in open(path) for m in json.loads(line)["messages"] if m["role"] == "user"
+    }
+    test = asked(tmp_path / "test.jsonl")
+    pretrain = {line.split(" = ")[0] for line in (tmp_path / "pretrain.txt").read_text().splitlines()}
+    assert len(test) == 10 and len(pretrain) == 90
+    assert not test & pretrain and not test & asked(tmp_path / "train.jsonl")
+    for line in (tmp_path / "pretrain.txt").read_text().splitlines():
+        a, b, c = (int(x) for x in line.replace(" + ", " ").replace(" = ", " ").split())
+        assert a + b == c
+    import make_addition  # on sys.path now (write_task put it in sys.modules)
+
+    make_addition.make(tmp_path / "multi", digits=1, test=10, chats=40, turns=3)
+    convs = read_conversations(tmp_path / "multi" / "train.jsonl")
+    assert sum(len(c.messages) for c in convs) == 2 * 40 and max(len(c.messages) for c in convs) <= 6
