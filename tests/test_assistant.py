@@ -252,3 +252,13 @@ def test_the_addition_task_holds_its_test_problems_out(tmp_path):
     make_addition.make(tmp_path / "multi", digits=1, test=10, chats=40, turns=3)
     convs = read_conversations(tmp_path / "multi" / "train.jsonl")
     assert sum(len(c.messages) for c in convs) == 2 * 40 and max(len(c.messages) for c in convs) <= 6
+
+
+def test_eval_tokens_caps_the_validation_conversations():
+    tok = chat_tokenizer()
+    convs = [Conversation(CONVERSATION[1:3], i) for i in range(10)]
+    data = encode_conversations(tok, convs, 32, val_fraction=0.5)
+    n = len(data.val.ids[0])  # every conversation has the same length
+    rows, note = data.val_head(2 * n + 1)
+    assert len(rows) == 2 and "first 2 of 5 validation conversations" in note
+    assert data.val_head(0) == (data.val, None) and data.val_head(10 * n) == (data.val, None)

@@ -40,7 +40,9 @@ def add_commands(sub, flag, setting) -> None:
         setting(c, field, default=field.default)
     flag(c, "device", default="auto", help="auto | cpu | cuda | mps (default auto)")
 
-    s = sub.add_parser("score", help="exact-match accuracy of a model's answers to held-out conversations")
+    s = sub.add_parser(
+        "score", help="exact-match accuracy of a model's answers to held-out conversations", allow_abbrev=False
+    )
     flag(s, "checkpoint", metavar="CKPT", required=True, help="checkpoint file or export directory")
     flag(s, "data", metavar="FILE.jsonl", required=True, help="conversations; the last assistant turn is the answer")
     flag(s, "max_new_tokens", type=int, default=32, help="longest answer in tokens (default 32)")

@@ -110,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("eval", help="validation loss of a model on a text file", allow_abbrev=False)
     _flag(e, "checkpoint", metavar="CKPT", required=True, help="checkpoint file or export directory")
-    _flag(e, "data", metavar="FILE", required=True, help="UTF-8 text file")
+    _flag(e, "data", metavar="FILE", required=True, help="UTF-8 text file, or conversations (.jsonl: the masked loss)")
     _flag(
         e,
         "val_fraction",

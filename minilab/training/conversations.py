@@ -12,7 +12,8 @@ A batch is ``B`` random conversations padded to the longest of them: inputs ``x`
 (B, T), where a target that is not trained on (the user's words, the markers, padding) is
 ``IGNORE`` (-100), which ``F.cross_entropy`` leaves out of its mean. So the model's own loss is the
 masked loss: the mean cross-entropy over the assistant's tokens only. With ``mask=False`` every
-real token is a target (the ablation of docs/assistant.md); padding never is.
+real token is a target (the ablation of docs/assistant.md); padding never is. With --grad_accum,
+each micro-batch's mean counts equally, whatever number of answer tokens it holds.
 """
 
 import json
@@ -145,6 +146,19 @@ class ConversationData:
         """Plain numbers for config.json and the checkpoint: conversations and how many targets the loss counts."""
         t = self.train
         return {"train": len(t), "val": len(self.val), "targets": t.targets(), "trained": t.trained_targets()}
+
+    def val_head(self, cap: int) -> tuple[Rows, str | None]:
+        """The validation conversations scored each epoch: all, or the first within ``cap`` tokens (0 = all)."""
+        lengths = [len(r) for r in self.val.ids]
+        if not cap or sum(lengths) <= cap:
+            return self.val, None
+        n, total = 0, 0
+        while n < len(lengths) and total + lengths[n] <= cap:
+            total += lengths[n]
+            n += 1
+        n = max(n, 1)
+        note = f"scoring the first {n:,} of {len(lengths):,} validation conversations each epoch (--eval_tokens)"
+        return Rows(self.val.ids[:n], self.val.trained[:n]), note
 
     def describe(self) -> str:
         t = self.train

@@ -272,10 +272,13 @@ class Trainer:
         self.last_val, self.last_train = math.nan, math.nan
         self.model.train()
 
-    def _val_tokens(self) -> torch.Tensor:
+    def _val_tokens(self):
         """The validation tokens scored each epoch: the whole split, or its first eval_tokens if that is set."""
-        if self.conversations is not None:
-            return None  # every validation conversation is scored (evaluate_rows)
+        if self.conversations is not None:  # whole conversations: the first ones within eval_tokens
+            rows, note = self.conversations.val_head(self.cfg.eval_tokens)
+            if note:
+                self.log(f"note: {note}")
+            return rows
         val, cap = self.splits.val, self.cfg.eval_tokens
         if cap and len(val) > cap:
             self.log(f"note: scoring the first {cap:,} of {len(val):,} validation tokens each epoch (--eval_tokens)")
@@ -285,7 +288,7 @@ class Trainer:
     def _evaluate(self) -> float:
         """The validation loss: of the text, or the masked loss over the assistant's tokens of every conversation."""
         if self.conversations is not None:
-            return evaluate_rows(self.model, self.conversations.val, self.cfg.batch_size, self.device)
+            return evaluate_rows(self.model, self.val_tokens, self.cfg.batch_size, self.device)
         return evaluate_loss(self.model, self.val_tokens, self.splits.window, self.cfg.batch_size, self.device)
 
     def _progress_bar(self, epoch: int) -> tqdm:
