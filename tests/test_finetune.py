@@ -188,3 +188,9 @@ def test_a_new_model_trains_on_conversations_and_resumes(tmp_path, capsys):
     resume = ["train", "--data", "train.jsonl", "--resume", "run/checkpoint.pt", "--epochs", "2", *FAST]
     assert cli_in(tmp_path, resume) == 0
     assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["step"] == 6
+
+
+def test_train_init_from_refuses_model_settings_it_would_ignore(lab, capsys):
+    args = ["train", "--data", "pretrain.txt", "--init_from", "base/best_model.pt", "--n_layers", "3", *FAST]
+    assert cli_in(lab, args) == 2
+    assert "--init_from starts from the checkpoint's model and tokenizer; drop n_layers" in capsys.readouterr().err

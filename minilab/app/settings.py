@@ -155,6 +155,12 @@ def run_configs(
         return resume_configs(ckpt, train, model)
     if "data" not in train:
         raise LabError("train needs --data FILE (the text to learn from)")
+    ignored = [*model, *(k for k in ("tokenizer", "vocab_size") if k in train)] if train.get("init_from") else []
+    if ignored:  # a fine-tuning run's model and tokenizer are its checkpoint's (minilab/training/finetune.py)
+        raise LabError(
+            f"--init_from starts from the checkpoint's model and tokenizer; drop {', '.join(ignored)} "
+            "(from the flags, --config or --preset)"
+        )
     return TrainConfig(**train), ModelConfig(**model)
 
 
