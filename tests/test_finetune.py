@@ -194,3 +194,14 @@ def test_train_init_from_refuses_model_settings_it_would_ignore(lab, capsys):
     args = ["train", "--data", "pretrain.txt", "--init_from", "base/best_model.pt", "--n_layers", "3", *FAST]
     assert cli_in(lab, args) == 2
     assert "--init_from starts from the checkpoint's model and tokenizer; drop n_layers" in capsys.readouterr().err
+
+
+def test_conversations_need_a_model_with_chat_tokens(lab, tmp_path, capsys):
+    d = shutil.copytree(lab, tmp_path / "lab")
+    before = snapshot(d)
+    assert cli_in(d, ["eval", "--checkpoint", "base/best_model.pt", "--data", "test.jsonl", "--device", "cpu"]) == 2
+    assert "no chat tokens" in capsys.readouterr().err
+    resume = ["train", "--data", "train.jsonl", "--resume", "base/checkpoint.pt", "--epochs", "2", *FAST]
+    assert cli_in(d, resume) == 2
+    assert "a resumed run cannot switch to conversations" in capsys.readouterr().err
+    assert snapshot(d) == before

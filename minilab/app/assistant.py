@@ -113,6 +113,7 @@ def eval_conversations(args: argparse.Namespace, model, tokenizer) -> int:
     """``eval`` on a .jsonl file: the masked loss (the assistant's tokens only) over its conversations."""
     import math
 
+    from minilab.generation.chat import require_chat_tokens
     from minilab.training.conversations import (
         Rows,
         check_encodable,
@@ -121,6 +122,7 @@ def eval_conversations(args: argparse.Namespace, model, tokenizer) -> int:
         read_conversations,
     )
 
+    require_chat_tokens(tokenizer)  # the template needs the markers the model was fine-tuned with
     conversations = read_conversations(args.data)
     check_encodable(tokenizer, conversations, args.data)
     fraction = args.val_fraction or 1.0  # a file of conversations is usually a test set: all of it

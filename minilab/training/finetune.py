@@ -21,7 +21,7 @@ from minilab.checkpoint import load_checkpoint, resolve_checkpoint
 from minilab.errors import LabError
 from minilab.model.config import ModelConfig
 from minilab.tokenizers.char import build_tokenizer, tokenizer_from_dict
-from minilab.tokenizers.special import with_chat_tokens
+from minilab.tokenizers.special import has_chat_tokens, with_chat_tokens
 from minilab.training.config import TrainConfig
 from minilab.training.conversations import (
     ConversationData,
@@ -100,6 +100,11 @@ def starting_point(cfg: TrainConfig, model_cfg: ModelConfig, resume: dict | None
                     f"{cfg.data} has {len(missing)} character(s) the checkpoint's vocabulary lacks: {shown}; "
                     "a fine-tuned model cannot learn new characters (pretrain on text that has them, or use BPE)"
                 )
+    if chat and resume is not None and not has_chat_tokens(saved):
+        raise LabError(
+            f"the checkpoint was trained on text, without chat tokens; a resumed run cannot switch to "
+            f"conversations: start a new run from it with finetune --from CKPT --data {cfg.data}"
+        )
     if chat:
         conversations = read_conversations(cfg.data)
         if saved is None:  # a new model on conversations: a vocabulary from their text
