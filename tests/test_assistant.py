@@ -181,7 +181,7 @@ def test_an_answer_stops_at_the_end_of_turn_token(monkeypatch):
     assert answer == "42"
     assert len(served) == 3  # nothing was generated after <|end|>
     served.clear()
-    assert answer_batch(model, [[0, 1], [2, 3]], tok.id_of(END), 50) == [tok.encode("42")] * 2
+    assert answer_batch(model, [[0, 1], [2, 3]], {tok.id_of(END)}, 50) == [tok.encode("42")] * 2
     assert len(served) == 3
 
 

@@ -205,3 +205,14 @@ def test_conversations_need_a_model_with_chat_tokens(lab, tmp_path, capsys):
     assert cli_in(d, resume) == 2
     assert "a resumed run cannot switch to conversations" in capsys.readouterr().err
     assert snapshot(d) == before
+
+
+def test_a_run_on_conversations_samples_answers_to_validation_questions(tmp_path):
+    write_task(tmp_path)
+    args = ["--preset", "tiny", "--epochs", "1", *FAST, "--sample_length", "4", "--out_dir", "r", "--run_name", "r"]
+    assert cli_in(tmp_path, ["train", "--data", "train.jsonl", *args]) == 0
+    samples = (tmp_path / "experiments" / "r" / "samples.txt").read_text()
+    chats = [json.loads(line)["messages"] for line in (tmp_path / "train.jsonl").read_text().splitlines()]
+    assert len(chats) == 40  # the last 4 validate; the first 3 of those are asked after each epoch
+    for i, (question, answer) in enumerate((m[0]["content"], m[1]["content"]) for m in chats[36:]):
+        assert (f"{question!r} -> " in samples and f"(expected {answer!r})" in samples) == (i < 3)

@@ -130,8 +130,8 @@ class ChatSession:
 
 
 @torch.inference_mode()
-def answer_batch(model, prompts: list[list[int]], stop_id: int, max_new_tokens: int, batch_size: int = 64):
-    """Greedy answers (lists of ids, up to ``stop_id``, which is left out) to many prompts, batched by length."""
+def answer_batch(model, prompts: list[list[int]], stop_ids, max_new_tokens: int, batch_size: int = 64):
+    """Greedy answers to many prompts, batched by length: lists of ids, each up to the first of ``stop_ids``."""
     device = next(model.parameters()).device
     by_length: dict[int, list[int]] = {}
     for i, p in enumerate(prompts):
@@ -145,7 +145,7 @@ def answer_batch(model, prompts: list[list[int]], stop_id: int, max_new_tokens: 
             for next_ids in generate(model, idx, max_new_tokens, temperature=0.0):  # (B, 1)
                 for r, token in enumerate(next_ids[:, 0].tolist()):
                     if not done[r]:
-                        done[r] = token == stop_id
+                        done[r] = token in stop_ids
                         if not done[r]:
                             answers[rows[r]].append(token)
                 if all(done):

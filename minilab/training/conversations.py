@@ -124,6 +124,7 @@ class ConversationData:
     window: int  # the longest row's inputs: at most the context length
     mask: bool
     notes: list[str] = field(default_factory=list)
+    val_conversations: list[Conversation] = field(default_factory=list)  # as read: for the samples of a run
 
     def trained_share(self) -> float:
         """The share of the training targets that the loss counts (1.0 without the mask)."""
@@ -174,18 +175,18 @@ def encode_conversations(
     tokenizer, conversations: list[Conversation], context_length: int, val_fraction: float = 0.1, mask: bool = True
 ) -> ConversationData:
     """Encode with the chat template; skip the conversations longer than the context; split off the last ones."""
-    rows, skipped = Rows(), 0
+    rows, kept = Rows(), []
     for c in conversations:
         ids, trained = render(tokenizer, c.messages)
         if len(ids) - 1 > context_length:  # inputs are all tokens but the last
-            skipped += 1
             continue
+        kept.append(c)
         trained_t = torch.tensor(trained, dtype=torch.bool)
         if not mask:
             trained_t = torch.ones_like(trained_t)
         rows.ids.append(torch.tensor(ids, dtype=torch.long))
         rows.trained.append(trained_t)
-    notes = []
+    notes, skipped = [], len(conversations) - len(kept)
     if skipped:
         notes.append(
             f"skipped {skipped} of {len(conversations)} conversation(s) longer than the context "
@@ -202,7 +203,7 @@ def encode_conversations(
     train = Rows(rows.ids[:cut], rows.trained[:cut])
     val = Rows(rows.ids[cut:], rows.trained[cut:])
     window = max(len(r) for r in rows.ids) - 1
-    return ConversationData(train, val, window, mask, notes)
+    return ConversationData(train, val, window, mask, notes, val_conversations=kept[cut:])
 
 
 @torch.no_grad()

@@ -2,7 +2,7 @@
 
 For each conversation, the last assistant message is the expected answer and everything before
 it is the question. A model with chat tokens is prompted with the template and its answer ends
-at ``<|end|>``; a base model (no chat tokens) can only continue text, so it is given the messages
+at ``<|end|>`` (or any other marker); a base model (no chat tokens) can only continue text, so it is given the messages
 before the answer as plain text, one per line, and its answer is what it writes up to the end of
 that line. Answers are generated greedily (temperature 0), so a score is the same every time.
 
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from minilab.errors import LabError
 from minilab.generation.chat import answer_batch
-from minilab.tokenizers.special import END, has_chat_tokens
+from minilab.tokenizers.special import has_chat_tokens
 from minilab.tokenizers.template import prompt_ids
 from minilab.tokenizers.utf8 import generated_text
 from minilab.training.conversations import Conversation
@@ -79,7 +79,7 @@ def score_answers(
     too_long = sum(len(p) + 1 > ctx for p in prompts)
     if too_long:
         raise LabError(f"{too_long} question(s) are longer than the model's context ({ctx} tokens)")
-    stop = tokenizer.id_of(END) if chat else None
+    stop = set(tokenizer.ids.values()) if chat else set()  # any marker ends an answer, as in chat
     answers = answer_batch(model, prompts, stop, max_new_tokens)
     result = AnswerScore(n=len(conversations), exact=0, contains=0, chat=chat)
     for q, want, ids in zip(questions, expected, answers):
@@ -91,3 +91,9 @@ def score_answers(
         if len(result.examples) < show:
             result.examples.append((q, want, got))
     return result
+
+
+def sample_answers(model, tokenizer, conversations: list[Conversation], max_new_tokens: int) -> str:
+    """A run's samples.txt on conversations: greedy answers to a few validation questions, one per line."""
+    result = score_answers(model, tokenizer, conversations, max_new_tokens, show=len(conversations))
+    return "\n".join(f"{q!r} -> {got!r} (expected {want!r})" for q, want, got in result.examples)

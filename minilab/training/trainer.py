@@ -46,6 +46,7 @@ from minilab.training.finetune import load_weights, starting_point
 from minilab.training.optim import make_optimizers, run_schedule
 from minilab.training.runfiles import RunFiles, checkpoint_payload, sample_text
 from minilab.training.runlog import new_run_name
+from minilab.training.score import sample_answers
 from minilab.training.setup import (
     Progress,
     check_output_dirs,
@@ -56,6 +57,8 @@ from minilab.training.setup import (
     wrap_for_training,
 )
 from minilab.training.signals import EXIT_CODES, StopSignals, TrainingInterrupted
+
+SAMPLE_QUESTIONS = 3  # samples.txt of a run on conversations: greedy answers to the first validation questions
 
 
 @dataclass
@@ -362,6 +365,11 @@ class Trainer:
         """The text for samples.txt after an epoch, or None with --sample_length 0."""
         if not self.cfg.sample_length:
             return None
+        if self.conversations is not None and self.conversations.val_conversations:
+            asked = self.conversations.val_conversations[:SAMPLE_QUESTIONS]  # answers to the first questions
+            text = sample_answers(self.model, self.tokenizer, asked, self.cfg.sample_length)
+            self.model.train()
+            return text
         seed = self.cfg.seed + self.epoch
         return sample_text(
             self.model, self.tokenizer, self.device, self.cfg.sample_length, seed, SamplingConfig.temperature
