@@ -30,7 +30,10 @@ def add_commands(sub, flag, setting) -> None:
     f.add_argument("--from", dest="init_from", metavar="CKPT", required=True, help="checkpoint to start from")
     flag(f, "data", metavar="FILE", required=True, help="UTF-8 text, or conversations as JSON Lines (.jsonl)")
     for field in fields(TrainConfig):  # the training flags, generated as train's are
-        if field.name not in NOT_FOR_FINETUNE:
+        if field.name == "out_dir":  # a default of its own (cmd_finetune)
+            help = "where checkpoints go (default checkpoints/RUN_NAME)"
+            flag(f, "out_dir", metavar="DIR", default=argparse.SUPPRESS, help=help)
+        elif field.name not in NOT_FOR_FINETUNE:
             setting(f, field)
 
     c = sub.add_parser("chat", help="talk to a fine-tuned model in the terminal", allow_abbrev=False)
