@@ -216,3 +216,19 @@ def test_a_run_on_conversations_samples_answers_to_validation_questions(tmp_path
     assert len(chats) == 40  # the last 4 validate; the first 3 of those are asked after each epoch
     for i, (question, answer) in enumerate((m[0]["content"], m[1]["content"]) for m in chats[36:]):
         assert (f"{question!r} -> " in samples and f"(expected {answer!r})" in samples) == (i < 3)
+
+
+@pytest.mark.slow
+def test_a_bpe_model_learns_the_chat_format_too(tmp_path):
+    write_task(tmp_path)
+    tiny = ["--preset", "tiny", "--epochs", "1", *FAST, "--tokenizer", "bpe", "--vocab_size", "280"]
+    assert cli_in(tmp_path, ["train", "--data", "pretrain.txt", *tiny, "--out_dir", "base", "--run_name", "b"]) == 0
+    ft = ["--epochs", "1", *FAST, "--out_dir", "chat", "--run_name", "c"]
+    assert cli_in(tmp_path, ["finetune", "--from", "base/best_model.pt", "--data", "train.jsonl", *ft]) == 0
+    base, chat = (load_checkpoint(tmp_path / d / "best_model.pt") for d in ("base", "chat"))
+    assert chat["tokenizer"]["merges"] == base["tokenizer"]["merges"]  # the same BPE, four markers after it
+    assert chat["model_config"]["vocab_size"] == base["model_config"]["vocab_size"] + len(CHAT_TOKENS)
+    model, tokenizer, _ = load_model(tmp_path / "chat" / "best_model.pt")
+    session = ChatSession(model, tokenizer, max_new_tokens=4, temperature=0.0)
+    answer = "".join(session.reply("3 + 4"))
+    assert session.messages[-1] == {"role": "assistant", "content": answer}

@@ -73,6 +73,14 @@ def test_chat_endpoint_answers_the_conversation_and_refuses_bad_ones(url, lab_di
         assert status == 400 and message in error
     status, error = chat_events(url, checkpoint="base/best_model.pt", messages=json.dumps(messages))
     assert status == 400 and "no chat tokens" in error
+    unseen = json.dumps([{"role": "user", "content": "what is 3 + 4?"}])
+    status, error = chat_events(url, checkpoint="chat/best_model.pt", messages=unseen)
+    assert status == 400 and "not in the model's vocabulary" in error
+    long = json.dumps(
+        [{"role": "user", "content": "1 + 1"}, {"role": "assistant", "content": "2" * 20000}] * 1 + messages
+    )
+    status, error = chat_events(url, checkpoint="chat/best_model.pt", messages=long)
+    assert status == 400 and "longer than 20000 characters" in error
 
 
 def test_generate_tab_chat_mode_keeps_the_conversation(page, lab_dir, tmp_path):  # noqa: F811
