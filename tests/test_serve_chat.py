@@ -76,9 +76,8 @@ def test_chat_endpoint_answers_the_conversation_and_refuses_bad_ones(url, lab_di
     unseen = json.dumps([{"role": "user", "content": "what is 3 + 4?"}])
     status, error = chat_events(url, checkpoint="chat/best_model.pt", messages=unseen)
     assert status == 400 and "not in the model's vocabulary" in error
-    long = json.dumps(
-        [{"role": "user", "content": "1 + 1"}, {"role": "assistant", "content": "2" * 20000}] * 1 + messages
-    )
+    history = [{"role": "user", "content": "1 + 1"}, {"role": "assistant", "content": "2" * 20000}]
+    long = json.dumps(history + messages)
     status, error = chat_events(url, checkpoint="chat/best_model.pt", messages=long)
     assert status == 400 and "longer than 20000 characters" in error
 
