@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from minilab.app.serve import MAX_NEW_TOKENS, MAX_PROMPT_CHARS, Lab, make_server
+from minilab.app.serve import MAX_CHAT_CHARS, MAX_NEW_TOKENS, MAX_PROMPT_CHARS, Lab, make_server
 from minilab.model.config import ModelConfig
 from minilab.training.trainer import Trainer
 from tests.conftest import tiny_train_config
@@ -259,7 +259,8 @@ def test_serve_command_prints_the_url_warns_off_loopback_and_stops_on_ctrl_c(lab
 
 def test_the_limits_the_page_shows_are_the_servers(server):
     status, body = get_json(server, "/api/limits")
-    assert status == 200 and body == {"max_prompt_chars": MAX_PROMPT_CHARS, "max_new_tokens": MAX_NEW_TOKENS}
+    limits = {"max_prompt_chars": MAX_PROMPT_CHARS, "max_new_tokens": MAX_NEW_TOKENS, "max_chat_chars": MAX_CHAT_CHARS}
+    assert status == 200 and body == limits
 
 
 def test_the_pages_generation_defaults_are_the_librarys(server):

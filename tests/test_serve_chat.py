@@ -8,7 +8,7 @@ import urllib.request
 
 import pytest
 
-from minilab.app.serve import Lab, make_server
+from minilab.app.serve import MAX_CHAT_CHARS, Lab, make_server
 from minilab.checkpoint import load_model
 from minilab.generation.chat import ChatSession
 from tests.test_finetune import FAST, cli_in, write_task
@@ -76,10 +76,10 @@ def test_chat_endpoint_answers_the_conversation_and_refuses_bad_ones(url, lab_di
     unseen = json.dumps([{"role": "user", "content": "what is 3 + 4?"}])
     status, error = chat_events(url, checkpoint="chat/best_model.pt", messages=unseen)
     assert status == 400 and "not in the model's vocabulary" in error
-    history = [{"role": "user", "content": "1 + 1"}, {"role": "assistant", "content": "2" * 20000}]
+    history = [{"role": "user", "content": "1 + 1"}, {"role": "assistant", "content": "2" * MAX_CHAT_CHARS}]
     long = json.dumps(history + messages)
     status, error = chat_events(url, checkpoint="chat/best_model.pt", messages=long)
-    assert status == 400 and "longer than 20000 characters" in error
+    assert status == 400 and f"longer than {MAX_CHAT_CHARS} characters" in error
 
 
 def test_generate_tab_chat_mode_keeps_the_conversation(page, lab_dir, tmp_path):  # noqa: F811

@@ -24,7 +24,9 @@ from minilab.files import read_json
 
 MAX_PROMPT_CHARS = 2000  # longer prompts are refused: the page is for trying a model, not for bulk work
 MAX_NEW_TOKENS = 2000  # per generate request, so one click cannot keep the CPU busy for an hour
-MAX_CHAT_CHARS = 20000  # a chat's whole history, sent with each message (the model sees only what fits)
+# A chat's history, sent in the URL with each message: its oldest turns beyond this are left out by the
+# page (a small model sees far less anyway), so that the URL stays under http.server's 64 KiB request line.
+MAX_CHAT_CHARS = 4000
 MAX_CACHED_MODELS = 4  # models kept in memory; loading a fifth drops the least recently used
 WEB_DIR = Path(__file__).parent / "web"
 STATIC = {  # URL -> (file in WEB_DIR, content type): the only files the server hands out as they are
@@ -316,7 +318,8 @@ class Handler(BaseHTTPRequestHandler):
         if route == ["model"]:
             return self._json(lab.model_info(q.get("checkpoint", "")))
         if route == ["limits"]:
-            return self._json({"max_prompt_chars": MAX_PROMPT_CHARS, "max_new_tokens": MAX_NEW_TOKENS})
+            limits = {"max_prompt_chars": MAX_PROMPT_CHARS, "max_new_tokens": MAX_NEW_TOKENS}
+            return self._json({**limits, "max_chat_chars": MAX_CHAT_CHARS})
         if route == ["sampling"]:  # the generate form's start values: the library's defaults
             from minilab.generation.sampling import SamplingConfig
 

@@ -368,7 +368,16 @@ loadCheckpoints();
 
 // ---- Generate tab, chat mode: the page keeps the conversation and sends it whole with each message;
 // the server applies the chat template, drops the turns that no longer fit the context, and streams the answer.
-const chat = { messages: [] };
+const chat = { messages: [], maxChars: Infinity };
+api("/api/limits").then((limits) => (chat.maxChars = limits.max_chat_chars)).catch(() => {});
+
+function recent(messages) {
+  // The newest turns within the server's limit on a chat's characters (the model sees only what fits its context).
+  const size = (ms) => ms.reduce((n, m) => n + m.content.length, 0);
+  let start = 0;
+  while (start < messages.length - 1 && size(messages.slice(start)) > chat.maxChars) start += 2; // a user + answer pair
+  return messages.slice(start);
+}
 
 function chatMode() { return $("#gen-mode").value === "chat"; }
 
@@ -408,7 +417,7 @@ $("#gen-form").addEventListener("submit", (event) => {
   const asked = [...chat.messages, { role: "user", content: text }];
   const params = new URLSearchParams();
   for (const [k, v] of form) if (v !== "" && k !== "prompt" && k !== "mode") params.set(k, v);
-  params.set("messages", JSON.stringify(asked));
+  params.set("messages", JSON.stringify(recent(asked)));
   const url = `/api/chat?${params}`;
   $("#gen-error").textContent = "";
   $("#gen-status").textContent = "answering...";
