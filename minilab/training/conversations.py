@@ -45,7 +45,7 @@ class Conversation:
     line: int
 
 
-def read_conversations(path: str | Path, need_answer: bool = True) -> list[Conversation]:
+def read_conversations(path: str | Path) -> list[Conversation]:
     """Every conversation of a JSON Lines file; a bad line is a LabError naming its number and what is wrong."""
     text = read_text(path, "conversation file")
     out = []
@@ -60,7 +60,7 @@ def read_conversations(path: str | Path, need_answer: bool = True) -> list[Conve
         if not isinstance(obj, dict) or "messages" not in obj:
             raise LabError(f'{where}: expected an object {{"messages": [...]}}, got {line.strip()[:40]!r}')
         messages = check_messages(obj["messages"], where)
-        if need_answer and not any(m["role"] == "assistant" for m in messages):
+        if not any(m["role"] == "assistant" for m in messages):
             raise LabError(f"{where}: the conversation has no assistant turn (nothing to learn from)")
         out.append(Conversation(messages, n))
     if not out:
