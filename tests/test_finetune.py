@@ -232,3 +232,13 @@ def test_a_bpe_model_learns_the_chat_format_too(tmp_path):
     session = ChatSession(model, tokenizer, max_new_tokens=4, temperature=0.0)
     answer = "".join(session.reply("3 + 4"))
     assert session.messages[-1] == {"role": "assistant", "content": answer}
+
+
+def test_info_shows_the_markers_and_what_the_loss_counted(lab, capsys):
+    assert cli_in(lab, ["info", "--checkpoint", "chat/best_model.pt"]) == 0
+    out = capsys.readouterr().out
+    assert "special tokens (4): " in out and "<|assistant|>" in out
+    assert "fine-tuned from 'base/best_model.pt'" in out
+    conv = load_checkpoint(lab / "chat" / "best_model.pt")["conversations"]
+    counted = f"the loss counts the assistant's tokens only: {conv['trained']} of {conv['targets']} training targets"
+    assert counted in out
