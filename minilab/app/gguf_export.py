@@ -88,15 +88,17 @@ def vocabulary(tokenizer) -> tuple[list[str], list[int], list[str]]:
 
 def export_gguf(model: GPT, tokenizer, out_file: str | Path, dtype: str = "float32") -> Path:
     """Write ``out_file``; refuses (before writing anything) a model llama.cpp would compute differently."""
-    import gguf
-
     cfg = model.cfg
     family = choose_family(cfg, FAMILIES, "GGUF (llama.cpp)", GGUF_FAMILIES)
     out = Path(out_file)
     if out.exists():
         raise LabError(f"--out {str(out)!r} already exists; choose another name")
-    if out.parent and not out.parent.is_dir():
+    if not out.parent.is_dir():
         raise LabError(f"--out {str(out)!r}: the folder {str(out.parent)!r} does not exist")
+    try:
+        import gguf
+    except ImportError:
+        raise LabError("--format gguf needs the gguf package: pip install -e '.[hf]'") from None
     tensors = gguf_tensors(model, family)
     tokens, types, merges = vocabulary(tokenizer)
     tmp = out.with_name(f".{out.name}.tmp")
