@@ -116,3 +116,36 @@ def test_every_switch_is_covered_by_the_family_table():
     decided = {name for family in FAMILIES.values() for name in family} | {"bias", "tie_embeddings"}
     shape = {"vocab_size", "context_length", "d_model", "n_heads", "n_layers", "d_ff", "dropout"}
     assert set(tiny_model_config().to_dict()) - shape <= decided
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ["--tokenizer", "bpe", "--vocab_size", "300", "--pos_encoding", "rope", "--norm", "rmsnorm", "--mlp", "swiglu"],
+        ["--no_bias", "--pos_encoding", "learned"],  # char vocabulary, GPT-2 without biases
+    ],
+)
+def test_a_trained_model_goes_out_through_the_command_line(tmp_path, monkeypatch, capsys, flags):
+    from minilab.app.cli import main
+    from minilab.checkpoint import load_model
+    from tests.conftest import EXAMPLE, TINY_MODEL_FLAGS, run_cli
+
+    r = run_cli(
+        "train", "--data", EXAMPLE, "--epochs", "1", "--steps_per_epoch", "20", "--batch_size", "4",
+        "--device", "cpu", "--threads", "1", "--dropout", "0", *TINY_MODEL_FLAGS, *flags, cwd=tmp_path,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    monkeypatch.chdir(tmp_path)
+    assert main(["export", "--checkpoint", "checkpoints/checkpoint.pt", "--format", "hf", "--out", "hf"]) == 0
+    model, tok, _ = load_model("checkpoints/checkpoint.pt")
+    hf_model, hf_tok = load_hf(tmp_path / "hf")
+    ids = hf_tok(TEXT[:200])["input_ids"][:32]
+    assert ids == tok.encode(TEXT[:200])[:32]
+    with torch.no_grad():
+        assert (model(torch.tensor([ids]))[0] - hf_model(torch.tensor([ids])).logits).abs().max().item() < 1e-4
+    out = hf_model.generate(torch.tensor([ids[:8]]), max_new_tokens=20, do_sample=False, pad_token_id=0)
+    assert out[0, 8:].tolist() == lab_greedy(model, ids[:8], 20)
+    code = main(["export", "--checkpoint", "checkpoints/checkpoint.pt", "--format", "gguf", "--out", "m.gguf"])
+    assert code == (0 if "rope" in flags else 2)  # the char GPT-2 uses exact GELU: refused for llama.cpp
+    assert (tmp_path / "m.gguf").exists() == (code == 0)

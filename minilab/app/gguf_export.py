@@ -89,7 +89,8 @@ def vocabulary(tokenizer) -> tuple[list[str], list[int], list[str]]:
 def export_gguf(model: GPT, tokenizer, out_file: str | Path, dtype: str = "float32") -> Path:
     """Write ``out_file``; refuses (before writing anything) a model llama.cpp would compute differently."""
     cfg = model.cfg
-    family = choose_family(cfg, FAMILIES, "GGUF (llama.cpp)", GGUF_FAMILIES)
+    note = "; llama.cpp's gpt2 uses GELU's tanh approximation, which only an imported GPT-2 has"
+    family = choose_family(cfg, FAMILIES, "GGUF (llama.cpp)", GGUF_FAMILIES, note if cfg.mlp == "gelu" else "")
     out = Path(out_file)
     if out.exists():
         raise LabError(f"--out {str(out)!r} already exists; choose another name")

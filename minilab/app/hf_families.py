@@ -53,7 +53,9 @@ def mismatches(cfg: ModelConfig, family: str, table: dict = FAMILIES) -> list[st
     return [f"{name}={getattr(cfg, name)!r}" for name, ok in table[family].items() if getattr(cfg, name) not in ok]
 
 
-def choose_family(cfg: ModelConfig, families: tuple[str, ...], target: str, table: dict = FAMILIES) -> str:
+def choose_family(
+    cfg: ModelConfig, families: tuple[str, ...], target: str, table: dict = FAMILIES, note: str = ""
+) -> str:
     """The one family of ``families`` that computes this model exactly; else a LabError naming the switch."""
     for family in families:
         if not mismatches(cfg, family, table):
@@ -62,5 +64,5 @@ def choose_family(cfg: ModelConfig, families: tuple[str, ...], target: str, tabl
     tried = "; ".join(f"{f}: {', '.join(mismatches(cfg, f, table))}" for f in families)
     raise LabError(
         f"cannot export to {target}: {', '.join(mismatches(cfg, closest, table))} has no exact counterpart "
-        f"in any family tried (what each one lacks: {tried})"
+        f"in any family tried (what each one lacks: {tried}){note}"
     )
