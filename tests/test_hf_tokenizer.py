@@ -68,3 +68,34 @@ def test_gpt2s_pattern_in_pythons_re_matches_the_tokenizers_library():
     ours = compiled_pattern(GPT2_PATTERN)
     for text in (VARIED, TEXT[:3000], every_code_point(step=7, assigned=True)):
         assert [piece for piece, _ in split.pre_tokenize_str(text)] == ours.findall(text)
+
+
+def test_a_lab_trained_tokenizer_saves_exactly_as_before():
+    # Checkpoints written before imported vocabularies existed must load, and new ones look the same.
+    d = BPETokenizer.train(TEXT, 300).to_dict()
+    assert sorted(d) == ["merges", "pattern", "type", "vocab_size"]
+    assert BPETokenizer.from_dict(d).encode(TEXT[:500]) == BPETokenizer.train(TEXT, 300).encode(TEXT[:500])
+
+
+def test_an_imported_vocabulary_round_trips_and_bad_ones_are_refused():
+    from minilab.errors import LabError
+
+    merges = [(104, 101), (256, 108)]  # 'he', 'hel'
+    ids = list(range(258, -1, -1))  # the model numbers everything backwards
+    tok = BPETokenizer(merges, GPT2_PATTERN, ids, ["<|end|>"])
+    assert tok.vocab_size == 259
+    encoded = tok.encode("hel<|end|>he")
+    assert encoded == [258 - 257, 258 - 258, 258 - 256]
+    assert tok.decode(encoded) == "hel<|end|>he"
+    again = BPETokenizer.from_dict(tok.to_dict())
+    assert again.encode("help <|end|>") == tok.encode("help <|end|>")
+    bad = [
+        ({"ids": list(range(258))}, "permutation of 0..258"),
+        ({"ids": [0] * 259}, "permutation"),
+        ({"specials": [""]}, "special tokens"),
+        ({"pattern": "x+"}, "another pre-split pattern"),
+        ({"vocab_size": 258}, "says vocab_size 258"),
+    ]
+    for change, message in bad:
+        with pytest.raises(LabError, match=message):
+            BPETokenizer.from_dict(tok.to_dict() | change)
