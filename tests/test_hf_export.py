@@ -101,6 +101,15 @@ def test_a_switch_without_counterpart_is_refused_and_nothing_written(tmp_path, s
     assert not (tmp_path / "hf").exists()
 
 
+def test_the_lab_points_to_import_when_given_a_hugging_face_folder(tmp_path):
+    from minilab.checkpoint import load_model
+
+    tok = CharTokenizer.from_text("abc \n")
+    export_hf(jittered_model(tok.vocab_size), tok, tmp_path / "hf")
+    with pytest.raises(LabError, match="is a Hugging Face 'gpt2' folder, not a lab export; `import --from`"):
+        load_model(tmp_path / "hf")
+
+
 def test_an_existing_export_is_not_overwritten(tmp_path):
     tok = CharTokenizer.from_text("abc \n")
     model = jittered_model(tok.vocab_size)
