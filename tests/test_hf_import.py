@@ -103,6 +103,13 @@ def test_the_labs_tools_work_on_an_imported_model(gpt2_dir, tmp_path, monkeypatc
     out = capsys.readouterr().out
     assert "imported from gpt2" in out and "gelu_tanh" in out and "perplexity" in out
     assert (tmp_path / "a.png").stat().st_size > 0
+    from minilab.app.serve import Lab  # what the web page's Model and Attention tabs ask for
+
+    (tmp_path / "runs").mkdir()
+    lab = Lab(tmp_path / "runs", tmp_path)
+    assert "gpt2.pt" in [c["name"] for c in lab.checkpoint_list()]
+    assert "imported from gpt2" in lab.model_info("gpt2.pt")["describe"]
+    assert lab.attention("gpt2.pt", "The model")["tokens"]
 
 
 def _bert(d):

@@ -99,3 +99,17 @@ def test_an_imported_vocabulary_round_trips_and_bad_ones_are_refused():
     for change, message in bad:
         with pytest.raises(LabError, match=message):
             BPETokenizer.from_dict(tok.to_dict() | change)
+
+
+@pytest.mark.slow
+def test_the_lab_classes_are_what_pythons_re_means():
+    import re
+
+    from minilab.tokenizers.charclass import lab_classes
+
+    space, digit, letter = (re.compile(p) for p in (r"\s", r"\d", r"[^\W\d_]"))
+    for cls, pattern in zip(lab_classes(), (space, digit, letter)):
+        members = {c for a, b in cls for c in range(a, b + 1)}
+        for c in range(0x110000):
+            if not 0xD800 <= c < 0xE000:
+                assert (c in members) == (pattern.fullmatch(chr(c)) is not None), hex(c)

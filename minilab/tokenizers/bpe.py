@@ -71,9 +71,9 @@ def compiled_pattern(pattern: str) -> re.Pattern:
         return re.compile(PATTERN)
     if pattern != GPT2_PATTERN:
         raise LabError("the BPE tokenizer was made with another pre-split pattern than this version of the lab's")
-    from minilab.tokenizers.charclass import gpt2_letter, gpt2_number, gpt2_space, python_class
+    from minilab.tokenizers.charclass import gpt2_classes, python_class
 
-    S, L, N = gpt2_space(), gpt2_letter(), gpt2_number()
+    S, L, N = gpt2_classes()
     s, not_s = python_class(S), python_class(S, negate=True)
     letters, numbers, other = python_class(L), python_class(N), python_class(S, L, N, negate=True)
     return re.compile(f"'s|'t|'re|'ve|'m|'ll|'d| ?{letters}+| ?{numbers}+| ?{other}+|{s}+(?!{not_s})|{s}+")

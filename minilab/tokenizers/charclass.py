@@ -7,63 +7,66 @@ ranges, computed once from Python's own definition, makes a pattern mean the sam
 """
 
 import functools
-import re
 import unicodedata
 
 MAX_CODE_POINT = 0x10FFFF
 SURROGATES = range(0xD800, 0xE000)  # not characters: no UTF-8 text holds them
 
 
-def ranges(test) -> list[tuple[int, int]]:
-    """The code points for which ``test(char)`` holds, as sorted, inclusive (first, last) ranges."""
-    out: list[tuple[int, int]] = []
+def ranges_by_class(classify, n_classes: int) -> list[tuple[tuple[int, int], ...]]:
+    """Per class k < n_classes, the code points with ``classify(char) == k`` as inclusive (first, last) ranges.
+
+    One pass over all of Unicode (about a second), shared by the classes of one pattern.
+    """
+    out: list[list[tuple[int, int]]] = [[] for _ in range(n_classes)]
     for c in range(MAX_CODE_POINT + 1):
-        if c in SURROGATES or not test(chr(c)):
+        if c in SURROGATES:
             continue
-        if out and out[-1][1] == c - 1:
-            out[-1] = (out[-1][0], c)
+        k = classify(chr(c))
+        if k is None:
+            continue
+        cls = out[k]
+        if cls and cls[-1][1] == c - 1:
+            cls[-1] = (cls[-1][0], c)
         else:
-            out.append((c, c))
-    return out
+            cls.append((c, c))
+    return [tuple(cls) for cls in out]
 
 
-def _matches(pattern: str):
-    compiled = re.compile(pattern)
-    return lambda ch: compiled.fullmatch(ch) is not None
-
-
-# The classes of the lab's pre-split pattern (minilab/tokenizers/bpe.py), as Python's re defines them.
-@functools.cache
-def lab_space() -> tuple:
-    return tuple(ranges(_matches(r"\s")))
-
-
-@functools.cache
-def lab_digit() -> tuple:
-    return tuple(ranges(_matches(r"\d")))
+def _lab_class(ch: str) -> int | None:
+    # Python's re, on str: \s is str.isspace, \d is str.isdecimal, \w is str.isalnum or '_';
+    # the pattern's letters [^\W\d_] are \w without digits and '_'.
+    if ch.isspace():
+        return 0
+    if ch.isdecimal():
+        return 1
+    if ch.isalnum():
+        return 2
+    return None
 
 
 @functools.cache
-def lab_letter() -> tuple:
-    return tuple(ranges(_matches(r"[^\W\d_]")))
+def lab_classes() -> tuple:
+    """(space, digit, letter) of the lab's pre-split pattern (tokenizers/bpe.py), as Python's re defines them."""
+    return tuple(ranges_by_class(_lab_class, 3))
 
 
-# The classes of GPT-2's pattern as Oniguruma (Hugging Face tokenizers) applies it: \p{L}, \p{N}, and a
-# \s without U+001C..U+001F. Unicode categories come from Python's unicodedata, so characters that a
-# newer Unicode version added are the one place the two can still differ.
-@functools.cache
-def gpt2_space() -> tuple:
-    return tuple(ranges(lambda ch: ch.isspace() and not "\x1c" <= ch <= "\x1f"))
-
-
-@functools.cache
-def gpt2_letter() -> tuple:
-    return tuple(ranges(lambda ch: unicodedata.category(ch).startswith("L")))
+def _gpt2_class(ch: str) -> int | None:
+    # Oniguruma's \s has no U+001C..U+001F (Python's has); \p{L} and \p{N} are Unicode categories.
+    if ch.isspace() and not "\x1c" <= ch <= "\x1f":
+        return 0
+    category = unicodedata.category(ch)[0]
+    return 1 if category == "L" else 2 if category == "N" else None
 
 
 @functools.cache
-def gpt2_number() -> tuple:
-    return tuple(ranges(lambda ch: unicodedata.category(ch).startswith("N")))
+def gpt2_classes() -> tuple:
+    """(space, letter, number) of GPT-2's pattern as Hugging Face tokenizers applies it.
+
+    Unicode categories come from Python's unicodedata, so characters that a newer Unicode version
+    added are the one place the two can still differ.
+    """
+    return tuple(ranges_by_class(_gpt2_class, 3))
 
 
 def onig_class(*classes, negate: bool = False) -> str:

@@ -35,9 +35,9 @@ def bytes_to_unicode() -> dict[int, str]:
 
 def lab_pattern_onig() -> str:
     """The lab's pre-split PATTERN for the Oniguruma engine of ``tokenizers``, its classes as explicit ranges."""
-    from minilab.tokenizers.charclass import lab_digit, lab_letter, lab_space, onig_class
+    from minilab.tokenizers.charclass import lab_classes, onig_class
 
-    S, D, L = lab_space(), lab_digit(), lab_letter()
+    S, D, L = lab_classes()
     s, not_s = onig_class(S), onig_class(S, negate=True)
     # '(?:[^\s\w]|_)' is "neither space, letter nor digit": '_' is none of the three.
     other = onig_class(S, L, D, negate=True)
