@@ -64,6 +64,8 @@ def test_every_key_and_tensor_reads_back(tmp_path, tokenizers, arch, kind):
         expected |= {
             f"{family}.feed_forward_length": swiglu_hidden(cfg.d_ff),
             f"{family}.attention.head_count_kv": cfg.n_heads,
+            f"{family}.attention.key_length": cfg.head_dim,
+            f"{family}.attention.value_length": cfg.head_dim,
             f"{family}.rope.dimension_count": cfg.head_dim,
             f"{family}.rope.freq_base": 10000.0,
             f"{family}.attention.layer_norm_rms_epsilon": 1e-5,
@@ -75,15 +77,63 @@ def test_every_key_and_tensor_reads_back(tmp_path, tokenizers, arch, kind):
     assert keys["tokenizer.ggml.tokens"] == [
         "".join(show[b] for b in tok.decode_bytes([i])) for i in range(cfg.vocab_size)
     ]
+    assert keys["tokenizer.ggml.token_type"] == [1] * cfg.vocab_size  # NORMAL: no special tokens in the lab's
     if kind == "bpe":
-        assert len(keys["tokenizer.ggml.merges"]) == len(tok.merges)
-    # Every weight of the model is in the file once (a tied head is the embedding), and nothing else.
-    assert sum(a.size for a in tensors.values()) == model.num_params()
-    assert ("output.weight" in tensors) == (not cfg.tie_embeddings)
-    assert np.array_equal(tensors["token_embd.weight"], model.tok_emb.weight.detach().numpy())
-    for i, block in enumerate(model.blocks):
-        assert np.array_equal(tensors[f"blk.{i}.ffn_down.weight"], block.mlp.proj.weight.detach().numpy())
-        assert np.array_equal(tensors[f"blk.{i}.attn_norm.weight"], block.ln1.weight.detach().numpy())
+        assert keys["tokenizer.ggml.merges"] == [
+            f"{spell(tok.decode_bytes([a]))} {spell(tok.decode_bytes([b]))}" for a, b in tok.merges
+        ]
+    listed = {"tokenizer.ggml.tokens", "tokenizer.ggml.token_type", "tokenizer.ggml.merges", "tokenizer.ggml.pre"}
+    header = {"GGUF.version", "GGUF.tensor_count", "GGUF.kv_count", "general.architecture", "general.name"}
+    assert set(keys) == set(expected) | listed | header  # every key is checked, none unexpected
+    # Every tensor, against the lab's weights named and laid out by hand here.
+    want = expected_tensors(model, family)
+    assert sorted(tensors) == sorted(want)
+    for name, array in want.items():
+        assert np.array_equal(tensors[name], array), name
+
+
+def spell(data: bytes) -> str:
+    show = bytes_to_unicode()
+    return "".join(show[b] for b in data)
+
+
+def expected_tensors(model, family: str) -> dict[str, np.ndarray]:
+    """llama.cpp's tensors for the lab model, written independently of the exporter."""
+    cfg, sd = model.cfg, {k: v.detach().numpy() for k, v in model.state_dict().items()}
+    C, nh, hs = cfg.d_model, cfg.n_heads, cfg.head_dim
+    out = {"token_embd.weight": sd["tok_emb.weight"], "output_norm.weight": sd["ln_f.weight"]}
+    if not cfg.tie_embeddings:
+        out["output.weight"] = sd["lm_head.weight"]
+
+    def pairs(w):  # rows (first half, second half) of each head -> (0, hs/2), (1, hs/2 + 1), ...
+        order = [h * hs + j // 2 + (j % 2) * hs // 2 for h in range(nh) for j in range(hs)]
+        return w[order]
+
+    for i in range(cfg.n_layers):
+        p, b = f"blocks.{i}.", f"blk.{i}."
+        names = {"ln1": "attn_norm", "ln2": "ffn_norm", "attn.proj": "attn_output", "mlp.proj": "ffn_down"}
+        for lab, cpp in names.items():
+            for part in ("weight", "bias"):
+                if p + lab + "." + part in sd:
+                    out[b + cpp + "." + part] = sd[p + lab + "." + part]
+        for part in ("weight", "bias") if cfg.bias else ("weight",):
+            qkv, fc = sd[p + "attn.qkv." + part], sd[p + "mlp.fc." + part]
+            if family == "gpt2":
+                out[b + "attn_qkv." + part], out[b + "ffn_up." + part] = qkv, fc
+                continue
+            q, k, v = qkv[:C], qkv[C : 2 * C], qkv[2 * C :]
+            if family == "llama":  # llama.cpp's llama rotates adjacent channels
+                q, k = pairs(q), pairs(k)
+            out[b + "attn_q." + part], out[b + "attn_k." + part], out[b + "attn_v." + part] = q, k, v
+            half = fc.shape[0] // 2
+            out[b + "ffn_gate." + part], out[b + "ffn_up." + part] = fc[:half], fc[half:]
+        if cfg.qk_norm:
+            out[b + "attn_q_norm.weight"] = sd[p + "attn.q_norm.weight"]
+            out[b + "attn_k_norm.weight"] = sd[p + "attn.k_norm.weight"]
+    if family == "gpt2":
+        out["position_embd.weight"] = sd["pos_emb.weight"]
+        out["output_norm.bias"] = sd["ln_f.bias"]
+    return out
 
 
 def rope_adjacent(x: np.ndarray, base: float = 10000.0) -> np.ndarray:

@@ -25,7 +25,7 @@ from minilab.errors import LabError
 from minilab.model.gpt import GPT
 from minilab.model.layers import swiglu_hidden
 from minilab.tokenizers.bpe import N_BYTES, BPETokenizer
-from minilab.tokenizers.char import CharTokenizer
+from minilab.tokenizers.char import CharTokenizer, Tokenizer
 from minilab.tokenizers.hf import bytes_to_unicode
 
 FAMILIES = ("llama", "qwen3", "gpt2")
@@ -62,7 +62,7 @@ def gguf_tensors(model: GPT, family: str) -> dict[str, np.ndarray]:
     return out
 
 
-def vocabulary(tokenizer) -> tuple[list[str], list[int], list[str]]:
+def vocabulary(tokenizer: Tokenizer) -> tuple[list[str], list[int], list[str]]:
     """(tokens by model id, their gguf token types, merges 'a b' by rank) in GPT-2's byte-level spelling."""
     show = bytes_to_unicode()
     spell = lambda data: "".join(show[b] for b in data)  # noqa: E731
@@ -86,7 +86,7 @@ def vocabulary(tokenizer) -> tuple[list[str], list[int], list[str]]:
     return tokens, types, merges
 
 
-def export_gguf(model: GPT, tokenizer, out_file: str | Path, dtype: str = "float32") -> Path:
+def export_gguf(model: GPT, tokenizer: Tokenizer, out_file: str | Path, dtype: str = "float32") -> Path:
     """Write ``out_file``; refuses (before writing anything) a model llama.cpp would compute differently."""
     cfg = model.cfg
     note = "; llama.cpp's gpt2 uses GELU's tanh approximation, which only an imported GPT-2 has"

@@ -23,6 +23,7 @@ from minilab.model.config import ModelConfig
 from minilab.model.gpt import GPT
 from minilab.model.layers import swiglu_hidden
 from minilab.model.positions import sinusoidal_table
+from minilab.tokenizers.char import Tokenizer
 from minilab.tokenizers.hf import to_tokenizer_json
 
 FAMILIES = ("gpt2", "llama", "qwen3")
@@ -149,7 +150,7 @@ def hf_config(cfg: ModelConfig, family: str, tied: bool) -> dict:
     return out
 
 
-def export_hf(model: GPT, tokenizer, out_dir: str | Path) -> list[Path]:
+def export_hf(model: GPT, tokenizer: Tokenizer, out_dir: str | Path) -> list[Path]:
     """Write the folder; refuses (before writing anything) a model no family computes exactly."""
     from safetensors.torch import save
 

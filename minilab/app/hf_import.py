@@ -16,6 +16,7 @@ from minilab.errors import LabError
 from minilab.files import read_json
 from minilab.model.config import ModelConfig
 from minilab.model.gpt import GPT
+from minilab.tokenizers.bpe import BPETokenizer
 from minilab.tokenizers.hf import bpe_from_hf
 
 ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh"}
@@ -120,7 +121,7 @@ def lab_state(t: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str, torch.T
     return {k: v.contiguous() for k, v in sd.items()}
 
 
-def import_gpt2(folder: str | Path, out: str | Path) -> tuple[GPT, object]:
+def import_gpt2(folder: str | Path, out: str | Path) -> tuple[GPT, BPETokenizer]:
     """Check all of a GPT-2-family folder, then write the lab checkpoint ``out``; returns (model, tokenizer)."""
     d, out = Path(folder), Path(out)
     if not d.is_dir():

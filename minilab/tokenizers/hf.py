@@ -78,7 +78,7 @@ def _document(model: dict, pre_tokenizer, decoder: dict, specials: dict[str, int
     }
 
 
-def to_tokenizer_json(tokenizer) -> dict:
+def to_tokenizer_json(tokenizer: CharTokenizer | BPETokenizer) -> dict:
     """The ``tokenizer.json`` document that encodes every text as ``tokenizer.encode`` does.
 
     A character the char vocabulary lacks (the lab refuses it) is dropped by the Hugging Face tokenizer,
@@ -117,7 +117,7 @@ def to_tokenizer_json(tokenizer) -> dict:
     return _document(_bpe_model(vocab, merges), pre, decoder, specials)
 
 
-def _read_json(path: Path):
+def _read_json(path: Path) -> dict | list:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
