@@ -259,12 +259,16 @@ def test_a_time_budget_keeps_time_back_for_the_final_evaluation(tmp_path):
 
 
 def test_the_clock_of_a_command_line_run_starts_with_the_process():
-    import time
+    import os
 
-    from minilab.training.clock import process_start
+    from minilab.training.clock import process_age
 
-    age = time.perf_counter() - process_start()
-    assert 0.05 < age < 600  # this test process started (and imported torch) well before now
+    # A process named with a space and a parenthesis, started 250 ticks (2.5 s) after boot, read at 12.5 s.
+    stat = "4242 (my (odd) name) S " + " ".join(["0"] * 18) + " 250 0 0"
+    assert process_age(stat, "12.50 40.00", 100) == pytest.approx(10.0)
+    with open("/proc/self/stat") as f, open("/proc/uptime") as g:  # this test process, read the same way
+        age = process_age(f.read(), g.read(), os.sysconf("SC_CLK_TCK"))
+    assert 0.05 < age  # this test process started (and imported torch) before now
 
 
 def test_time_budget_ends_the_run_mid_epoch_with_an_evaluation(tmp_path):
