@@ -238,3 +238,12 @@ def test_llama_cpp_generates_the_labs_greedy_tokens(tmp_path, tokenizers):
         llm.eval([nxt])
     assert got == lab_greedy(model, prompt, 30)
     assert llm.tokenize(TEXT[:500].encode(), add_bos=False, special=False) == tok.encode(TEXT[:500])
+
+
+def test_two_tokens_with_one_spelling_are_refused(tmp_path):
+    # 'a'+'bc' and 'ab'+'c' both spell 'abc': a vocabulary keyed by spelling cannot tell them apart.
+    a, b, c = ord("a"), ord("b"), ord("c")
+    tok = BPETokenizer([(a, b), (b, c), (256, c), (a, 257)])
+    with pytest.raises(LabError, match="spell the same bytes"):
+        export_gguf(jittered_model(tok.vocab_size, **LLAMA_SHAPED["llama"]), tok, tmp_path / "m.gguf")
+    assert list(tmp_path.iterdir()) == []

@@ -158,3 +158,11 @@ def test_a_trained_model_goes_out_through_the_command_line(tmp_path, monkeypatch
     code = main(["export", "--checkpoint", "checkpoints/checkpoint.pt", "--format", "gguf", "--out", "m.gguf"])
     assert code == (0 if "rope" in flags else 2)  # the char GPT-2 uses exact GELU: refused for llama.cpp
     assert (tmp_path / "m.gguf").exists() == (code == 0)
+
+
+def test_two_bpe_tokens_with_one_spelling_are_refused(tmp_path):
+    a, b, c = ord("a"), ord("b"), ord("c")
+    tok = BPETokenizer([(a, b), (b, c), (256, c), (a, 257)])  # 'ab'+'c' and 'a'+'bc' are both 'abc'
+    with pytest.raises(LabError, match="spell the same bytes"):
+        export_hf(jittered_model(tok.vocab_size), tok, tmp_path / "hf")
+    assert not (tmp_path / "hf").exists()

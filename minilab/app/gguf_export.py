@@ -82,6 +82,8 @@ def vocabulary(tokenizer: Tokenizer) -> tuple[list[str], list[int], list[str]]:
         m = tokenizer.model_id(i)
         tokens[m] = spell(data) if i < n_plain else tokenizer.specials[i - n_plain]
         types[m] = 1 if i < n_plain else 3  # NORMAL, or CONTROL for a special token
+    if len(set(tokens)) < len(tokens):  # llama.cpp finds a token by its spelling: two ids cannot share one
+        raise LabError("two BPE tokens spell the same bytes; a GGUF vocabulary cannot hold both")
     merges = [f"{spell(tokenizer.token_bytes[a])} {spell(tokenizer.token_bytes[b])}" for a, b in tokenizer.merges]
     return tokens, types, merges
 
