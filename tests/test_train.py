@@ -336,3 +336,21 @@ def test_threads_sets_the_processes_cpu_threads(tmp_path):
         torch.set_num_threads(1)  # as tests/conftest.py has it
     with pytest.raises(LabError, match="threads must be between 0 and 1024"):
         tiny_train_config(tmp_path, threads=-1)
+
+
+def test_the_runs_settings_are_finished_before_it_starts(tmp_path):
+    """After set-up no automatic setting is left: batch size, steps per epoch and warmup are numbers."""
+    from minilab.training.optim import AUTO_WARMUP_MAX_STEPS, AUTO_WARMUP_SHARE
+
+    quiet = dict(log=lambda *_: None, progress=False)
+    auto = dict(batch_size=0, steps_per_epoch=0, warmup_steps=-1)
+    trainer = Trainer(tiny_train_config(tmp_path / "a", **auto), _model_cfg(), **quiet)
+    cfg, n_train, window = trainer.cfg, len(trainer.splits.train), trainer.splits.window
+    assert cfg.batch_size == min(32, math.ceil(n_train / window)) >= 8  # a text of fewer than 32 windows
+    assert cfg.steps_per_epoch == max(50, math.ceil(n_train / (cfg.batch_size * window)))
+    assert cfg.warmup_steps == trainer.schedule.warmup_steps == min(100, cfg.epochs * cfg.steps_per_epoch // 10)
+    assert trainer.schedule.warmup_share == 0
+    # A budgeted run's warmup is a share of its time (or 100 steps): its schedule holds both, no -1.
+    budgeted = Trainer(tiny_train_config(tmp_path / "b", time_budget=30, **auto), _model_cfg(), **quiet)
+    assert budgeted.schedule.warmup_steps == AUTO_WARMUP_MAX_STEPS
+    assert budgeted.schedule.warmup_share == AUTO_WARMUP_SHARE

@@ -41,7 +41,7 @@ class SamplingConfig:
     )
     top_k: int = setting(0, "keep only the k most likely tokens, 0 = off")
     top_p: float = setting(1.0, "keep the smallest set of tokens reaching probability p, 1.0 = off")
-    seed: int | None = setting(None, "random seed", shown="different each run")
+    seed: int | None = setting(None, "random seed", shown="none: a different draw each run")
 
     def __post_init__(self) -> None:
         t, k, p, n = self.temperature, self.top_k, self.top_p, self.max_new_tokens

@@ -2,13 +2,14 @@
 
 What an epoch is: the text is not walked through in order. Each step draws ``batch_size`` random
 windows of ``context_length`` tokens from the training split, and an epoch is ``steps_per_epoch``
-such steps: by default enough to draw as many tokens as the training split holds, and at least 50,
-so that a tiny text still gets a useful amount of training per epoch. By default a batch has 32
-sequences, or as many windows as the text holds (at least 8) when the training text is shorter than
-32 windows (a step would otherwise see the same few hundred characters dozens of times over; smaller
-batches give more updates for the same time, which is what a tiny text needs). Those automatic
-settings are decided once, before the run starts (training/setup.py). After each epoch the model is
-scored on the validation split and the checkpoints are written.
+such steps: by default enough batches of ``batch_size`` windows to draw as many tokens as the training
+split holds, and at least 50, so that a tiny text still gets a useful amount of training per epoch
+(with --grad_accum N or N processes, a step draws N batches: such an epoch covers the text N times).
+By default a batch has 32 sequences, or as many windows as the text holds (at least 8) when the
+training text is shorter than 32 windows (a step would otherwise see the same few hundred characters
+dozens of times over; smaller batches give more updates for the same time, which is what a tiny text
+needs). Those automatic settings are decided once, before the run starts (training/setup.py). After
+each epoch the model is scored on the validation split and the checkpoints are written.
 
 Nothing is lost: every checkpoint write is atomic; Ctrl-C or SIGTERM saves checkpoint.pt where the
 run stands (mid-epoch too) and says how to resume; ``--save_every_steps`` saves it regularly; a
