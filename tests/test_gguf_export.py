@@ -254,3 +254,25 @@ def test_two_tokens_with_one_spelling_are_refused(tmp_path):
     with pytest.raises(LabError, match="spell the same bytes"):
         export_gguf(jittered_model(tok.vocab_size, **LLAMA_SHAPED["llama"]), tok, tmp_path / "m.gguf")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_imported_gpt2_goes_to_llama_cpp_with_its_own_tokenizer(tmp_path):
+    pytest.importorskip("transformers", reason="the hf extra is not installed (pip install -e '.[hf]')")
+    from minilab.app.hf_import import import_gpt2
+    from tests.support.hf import VARIED
+    from tests.test_hf_import import save_gpt2
+
+    (tmp_path / "gpt2").mkdir()
+    save_gpt2(tmp_path / "gpt2")
+    model, tok = import_gpt2(tmp_path / "gpt2", tmp_path / "g.pt")
+    export_gguf(model, tok, tmp_path / "g.gguf")
+    keys, _ = read(tmp_path / "g.gguf")
+    end = tok.encode("<|endoftext|>")[0]
+    assert keys["tokenizer.ggml.tokens"][end] == "<|endoftext|>" and keys["tokenizer.ggml.token_type"][end] == 3
+    try:
+        import llama_cpp
+    except ImportError:
+        pytest.skip("llama-cpp-python is not installed: the file was checked with gguf's reader only")
+    llm = llama_cpp.Llama(str(tmp_path / "g.gguf"), n_ctx=model.cfg.context_length, verbose=False)
+    for text in (TEXT[:2000], VARIED, "a<|endoftext|>b"):  # GPT-2's own pattern: llama.cpp's 'gpt-2' exactly
+        assert llm.tokenize(text.encode(), add_bos=False, special=True) == tok.encode(text)
