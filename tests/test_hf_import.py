@@ -145,6 +145,11 @@ def _truncated_weights(d):
     (d / "model.safetensors").write_bytes(data[: len(data) // 2])
 
 
+def _bigger_vocabulary(d):  # e.g. an embedding padded past the tokenizer (50304 for 50257)
+    cfg = json.loads((d / "config.json").read_text())
+    (d / "config.json").write_text(json.dumps(cfg | {"vocab_size": 448}))
+
+
 def _wrong_epsilon(d):
     cfg = json.loads((d / "config.json").read_text())
     (d / "config.json").write_text(json.dumps(cfg | {"layer_norm_epsilon": 1e-6}))
@@ -160,6 +165,7 @@ def _wrong_epsilon(d):
         (_misshaped_tensor, "has shape (64, 191), config.json implies (64, 192)"),
         (_truncated_weights, "is not a readable safetensors file"),
         (_wrong_epsilon, "layer_norm_epsilon 1e-06"),
+        (_bigger_vocabulary, "the tokenizer has 420 tokens but config.json says 448"),
     ],
 )
 def test_a_folder_the_lab_cannot_read_exactly_is_refused(gpt2_dir, tmp_path, monkeypatch, capsys, spoil, message):
