@@ -60,11 +60,8 @@ def _bpe_model(vocab: dict[str, int], merges: list[list[str]]) -> dict:
 
 
 def _document(model: dict, pre_tokenizer, decoder: dict, specials: dict[str, int]) -> dict:
-    added = [
-        {"id": i, "content": t, "single_word": False, "lstrip": False, "rstrip": False, "normalized": False}
-        | {"special": True}
-        for t, i in specials.items()
-    ]
+    flags = {"single_word": False, "lstrip": False, "rstrip": False, "normalized": False, "special": True}
+    added = [{"id": i, "content": t, **flags} for t, i in specials.items()]
     return {
         "version": "1.0",
         "truncation": None,
