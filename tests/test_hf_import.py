@@ -150,6 +150,14 @@ def _bigger_vocabulary(d):  # e.g. an embedding padded past the tokenizer (50304
     (d / "config.json").write_text(json.dumps(cfg | {"vocab_size": 448}))
 
 
+def _malformed_tokenizer(d):
+    (d / "tokenizer.json").write_text(json.dumps({"model": {"type": "BPE"}, "pre_tokenizer": ["not", "a dict"]}))
+
+
+def _word_level_tokenizer(d):
+    (d / "tokenizer.json").write_text(json.dumps({"model": {"type": "WordLevel", "vocab": {"a": 0}}}))
+
+
 def _wrong_epsilon(d):
     cfg = json.loads((d / "config.json").read_text())
     (d / "config.json").write_text(json.dumps(cfg | {"layer_norm_epsilon": 1e-6}))
@@ -165,6 +173,8 @@ def _wrong_epsilon(d):
         (_misshaped_tensor, "has shape (64, 191), config.json implies (64, 192)"),
         (_truncated_weights, "is not a readable safetensors file"),
         (_wrong_epsilon, "layer_norm_epsilon 1e-06"),
+        (_malformed_tokenizer, "are malformed (AttributeError"),
+        (_word_level_tokenizer, "is a 'WordLevel' model, not byte-level BPE"),
         (_bigger_vocabulary, "the tokenizer has 420 tokens but config.json says 448"),
     ],
 )

@@ -149,10 +149,16 @@ def _gpt2_parts(folder: Path) -> tuple[dict[str, int], list[tuple[str, str]], se
 
 def bpe_from_hf(folder: str | Path) -> BPETokenizer:
     """A GPT-2-family tokenizer folder as a lab BPE tokenizer that encodes every text to the same ids."""
-    vocab, merges, specials = _gpt2_parts(Path(folder))
+    try:
+        vocab, merges, specials = _gpt2_parts(Path(folder))
+    except (AttributeError, KeyError, TypeError) as e:  # JSON of another shape than the tokenizers library's
+        raise LabError(f"the tokenizer files in {str(folder)!r} are malformed ({type(e).__name__}: {e})") from None
     if not isinstance(vocab, dict) or not all(isinstance(i, int) for i in vocab.values()):
         raise LabError("the tokenizer's vocabulary is not a mapping of tokens to ids")
     show = bytes_to_unicode()
+    missing = [show[b] for b in range(N_BYTES) if show[b] not in vocab]
+    if missing:
+        raise LabError(f"the tokenizer is not byte-level: it lacks the byte token(s) {' '.join(missing[:5])}")
     lab_id = {show[b]: b for b in range(N_BYTES)}  # a token's spelling -> its lab id
     for i, pair in enumerate(merges):
         if len(pair) != 2 or pair[0] not in lab_id or pair[1] not in lab_id:
@@ -161,9 +167,6 @@ def bpe_from_hf(folder: str | Path) -> BPETokenizer:
         if joined in lab_id or joined not in vocab:
             raise LabError(f"merge {i} makes {joined!r}, which the vocabulary has twice or not at all")
         lab_id[joined] = N_BYTES + i
-    missing = [show[b] for b in range(N_BYTES) if show[b] not in vocab]
-    if missing:
-        raise LabError(f"the tokenizer is not byte-level: it lacks the byte token(s) {' '.join(missing[:5])}")
     # Whatever is left is a whole token of its own (GPT-2's <|endoftext|>): a special token.
     extra = sorted((i, t) for t, i in vocab.items() if t not in lab_id)
     odd = [t for _, t in extra if t not in specials and Path(folder, "tokenizer.json").is_file()]
