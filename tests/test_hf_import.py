@@ -53,6 +53,7 @@ def test_imported_gpt2_computes_and_tokenizes_as_transformers_does(tmp_path, fil
     model, tok = import_gpt2(d, tmp_path / "gpt2.pt")
     model, tok, ckpt = load_model(tmp_path / "gpt2.pt")  # what generate, eval, serve ... will see
     assert ckpt["imported_from"]["model_type"] == "gpt2"
+    assert (model.lm_head.weight is model.tok_emb.weight) == (activation == "gelu")  # tied as the config says
     reference = transformers.AutoTokenizer.from_pretrained(d)  # what a transformers user gets from the folder
     for text in (TEXT[:3000], VARIED, "a<|endoftext|>b <|endoftext|>\n"):
         ids = tok.encode(text)
