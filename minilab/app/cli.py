@@ -9,6 +9,7 @@ import os
 import sys
 
 from minilab.app.flags import build_parser
+from minilab.app.inside_cli import COMMANDS as INSIDE_COMMANDS
 from minilab.app.settings import resolve_settings, resume_configs
 from minilab.errors import LabError
 from minilab.model.config import ModelConfig
@@ -250,6 +251,7 @@ COMMANDS = {
     "attention": cmd_attention,
     "compare": cmd_compare,
     "serve": cmd_serve,
+    **INSIDE_COMMANDS,  # lens, ablate, embeddings, neurons, induction: minilab/app/inside_cli.py
 }
 
 

@@ -8,6 +8,7 @@ and a config file can tell them apart from defaults.
 import argparse
 from dataclasses import MISSING, fields
 
+from minilab.app.inside_cli import add_parsers as add_inside_parsers
 from minilab.app.settings import PRESETS
 from minilab.model.config import MLPS, NORMS, POS_ENCODINGS
 from minilab.tokenizers.char import TOKENIZERS
@@ -190,6 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
     _flag(w, "port", type=int, default=8000, help="port to listen on, 0 = any free one (default 8000)")
     _flag(w, "host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     _flag(w, "device", default="cpu", help="auto | cpu | cuda | mps: where models run (default cpu)")
+
+    add_inside_parsers(sub, _flag)  # lens, ablate, embeddings, neurons, induction
 
     x = sub.add_parser("export", help="write weights (.safetensors), config and tokenizer (JSON)", allow_abbrev=False)
     _flag(x, "checkpoint", metavar="CKPT", required=True, help="checkpoint to export")
