@@ -8,7 +8,7 @@ from minilab.errors import LabError
 from minilab.inside.ablate import ablate_heads, ablate_mlps, text_loss
 from minilab.inside.embeddings import embedding_map, nearest
 from minilab.inside.hooks import hooks, zero_head
-from minilab.inside.induction import induction_scores, previous_token_scores, repeated_halves, repeated_stream
+from minilab.inside.induction import held_out_sequences, induction_scores, previous_token_scores, repeated_stream
 from minilab.inside.lens import logit_lens
 from minilab.inside.neurons import hidden_activations, top_neurons
 from minilab.inside.windows import text_windows
@@ -164,22 +164,40 @@ def test_induction_score_is_one_on_a_perfect_pattern_and_near_zero_on_a_uniform_
     half, T = 16, 32
     perfect = torch.zeros(1, 2, T, T)
     for i in range(T):
-        perfect[0, :, i, i - half + 1 if i >= half else 0] = 1.0  # each query of the copy reads the token after its twin
-    assert torch.allclose(induction_scores(perfect, half), torch.ones(2))
+        perfect[0, :, i, i - half + 1 if i >= half else 0] = (
+            1.0  # each query of the copy reads the token after its twin
+        )
+    assert torch.allclose(induction_scores(perfect, 0, half), torch.ones(2))
     uniform = torch.tril(torch.ones(T, T)) / torch.arange(1, T + 1).unsqueeze(1)
-    score = induction_scores(uniform.expand(1, 2, T, T), half)
+    score = induction_scores(uniform.expand(1, 2, T, T), 0, half)
     assert (score < 0.05).all()
     prev = torch.zeros(1, 1, T, T)
     prev[0, 0, torch.arange(1, T), torch.arange(T - 1)] = 1.0
     prev[0, 0, 0, 0] = 1.0
     assert previous_token_scores(prev).item() == pytest.approx(1.0)
-    assert induction_scores(prev, half).item() == pytest.approx(0.0)
+    assert induction_scores(prev, 0, half).item() == pytest.approx(0.0)
+
+
+def test_induction_score_follows_each_sequences_own_copy_distance():
+    tokens, first, length = held_out_sequences(5, 32, 50, torch.Generator().manual_seed(0))
+    assert len(set(length.tolist())) > 1  # the distance between the copies varies
+    T = 31  # the model reads tokens[:, :-1]
+    perfect = torch.zeros(5, 1, T, T)
+    for b in range(5):
+        f, m = int(first[b]), int(length[b])
+        assert torch.equal(tokens[b, f : f + m], tokens[b, f + m : f + 2 * m]) and f + 2 * m == 32
+        for q in range(T):
+            key = q - m + 1 if q >= f + m else q  # in the copy: the token after the twin; elsewhere: itself
+            perfect[b, 0, q, key] = 1.0
+    assert induction_scores(perfect, first, length).item() == pytest.approx(1.0)
+    fixed = torch.zeros(5, 1, T, T)  # a head that always looks a fixed 8 back (the shortest copy distance)
+    for q in range(T):
+        fixed[:, 0, q, max(0, q - 7)] = 1.0
+    assert induction_scores(fixed, first, length).item() < 0.5
 
 
 def test_repeated_data_repeats():
     gen = torch.Generator().manual_seed(0)
-    halves = repeated_halves(3, 8, 10, gen)
-    assert torch.equal(halves[:, :8], halves[:, 8:])
     stream = repeated_stream(200, 10, gen, min_len=5, max_len=5)
     assert torch.equal(stream[:5], stream[5:10]) and torch.equal(stream[10:15], stream[15:20])
 

@@ -269,7 +269,9 @@ def test_inside_answers_and_their_limits(server):
     ckpt = "best_model.pt"
 
     def post(path, body):
-        return get_json(server, path, method="POST", body=json.dumps(body), headers={"Content-Type": "application/json"})
+        return get_json(
+            server, path, method="POST", body=json.dumps(body), headers={"Content-Type": "application/json"}
+        )
 
     status, lens = get_json(server, f"/api/inside/lens?checkpoint={ckpt}&prompt=The%20cat")
     assert status == 200 and lens["layers"] == ["embed", "layer 0", "layer 1"]

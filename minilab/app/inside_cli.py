@@ -20,14 +20,18 @@ def add_parsers(sub, flag) -> None:
     flag(p, "prompt", required=True, help="the text to read (2 tokens up to the model's context)")
     flag(p, "out", **png)
 
-    p = sub.add_parser("ablate", help="remove each attention head (or MLP) in turn: the rise in loss", allow_abbrev=False)
+    p = sub.add_parser(
+        "ablate", help="remove each attention head (or MLP) in turn: the rise in loss", allow_abbrev=False
+    )
     flag(p, "checkpoint", **ckpt)
     flag(p, "data", metavar="FILE", required=True, help="UTF-8 text to score the model on")
     flag(p, "mlp", action="store_true", help="ablate each layer's MLP instead of each head")
     flag(p, "max_tokens", type=int, default=4096, help=f"{cap} (default 4096)")
     flag(p, "out", **png)
 
-    p = sub.add_parser("embeddings", help="the token embeddings on a 2-D map, and nearest neighbours", allow_abbrev=False)
+    p = sub.add_parser(
+        "embeddings", help="the token embeddings on a 2-D map, and nearest neighbours", allow_abbrev=False
+    )
     flag(p, "checkpoint", **ckpt)
     flag(p, "token", action="append", default=[], metavar="TEXT", help="show this token's neighbours (repeatable)")
     flag(p, "k", type=int, default=8, help="neighbours per token (default 8)")

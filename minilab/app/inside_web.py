@@ -93,7 +93,9 @@ def _neurons(model, tokenizer, text: str, layer: str) -> dict:
             {
                 "index": nr.index,
                 "max": round(nr.max_act, 4),
-                "snippets": [{"tokens": s.tokens, "acts": [round(a, 3) for a in s.acts], "focus": s.focus} for s in nr.snippets],
+                "snippets": [
+                    {"tokens": s.tokens, "acts": [round(a, 3) for a in s.acts], "focus": s.focus} for s in nr.snippets
+                ],
             }
             for nr in found
         ],

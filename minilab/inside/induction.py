@@ -37,20 +37,39 @@ def repeated_text(n_chars: int, seed: int = 0) -> str:
     return "\n".join(text[i : i + 64] for i in range(0, len(text), 64)) + "\n"
 
 
-def repeated_halves(batch: int, half: int, vocab: int, generator: torch.Generator) -> torch.Tensor:
-    """The test sequences: ``half`` random tokens, then the same again. (batch, 2 * half)"""
-    seg = torch.randint(0, vocab, (batch, half), generator=generator)
-    return torch.cat([seg, seg], dim=1)
+def held_out_sequences(batch: int, T: int, vocab: int, generator: torch.Generator):
+    """Held-out sequences of T tokens: random filler, then a random segment, then the same segment again.
 
-
-def induction_scores(pattern: torch.Tensor, half: int) -> torch.Tensor:
-    """Per head, the mean attention from query i of the second copy to key i - half + 1. (B, nh, T, T) -> (nh,)
-
-    At query i the current token first occurred at i - half; the token after it, at i - half + 1,
-    is the one to copy. A perfect induction head scores 1; a head spreading attention evenly ~0.
+    Each sequence draws its own segment length (T/4 to T/2) and so its own distance between the two
+    copies: a head that merely looks a fixed number of tokens back cannot score well on them.
+    Returns (tokens (batch, T), first (batch,): where the first copy starts, length (batch,)).
     """
-    queries = torch.arange(half, pattern.size(-1))  # the second copy (its first token has no earlier match to use)
-    return pattern[:, :, queries, queries - half + 1].mean(dim=(0, 2))
+    length = torch.randint(T // 4, T // 2 + 1, (batch,), generator=generator)
+    first = T - 2 * length  # the filler fills the start; the copy ends the sequence
+    tokens = torch.randint(0, vocab, (batch, T), generator=generator)
+    for b in range(batch):
+        f, m = int(first[b]), int(length[b])
+        tokens[b, f + m : f + 2 * m] = tokens[b, f : f + m]
+    return tokens, first, length
+
+
+def induction_scores(pattern: torch.Tensor, first, length) -> torch.Tensor:
+    """Per head, the mean attention from each token of the second copy to the token after its first occurrence.
+
+    ``pattern`` (B, nh, T, T); the first copy starts at ``first`` and is ``length`` long (ints, or one per
+    sequence). At query q of the second copy the current token first occurred at q - length; the
+    token after it, at q - length + 1, is the one to copy. A perfect induction head scores 1; a head
+    spreading its attention evenly scores about 0. Returns (nh,).
+    """
+    B, T = pattern.size(0), pattern.size(-1)
+    first, length = torch.as_tensor(first).expand(B), torch.as_tensor(length).expand(B)
+    total, count = torch.zeros(pattern.size(1)), 0
+    for b in range(B):
+        start, m = int(first[b]) + int(length[b]), int(length[b])
+        queries = torch.arange(start, min(start + m, T))  # the second copy, as far as the pattern reaches
+        total += pattern[b, :, queries, queries - m + 1].float().sum(-1)
+        count += queries.numel()
+    return total / max(count, 1)
 
 
 def previous_token_scores(pattern: torch.Tensor) -> torch.Tensor:
@@ -69,22 +88,27 @@ class InductionRun:
     scores: list[torch.Tensor] = field(default_factory=list)  # (n_layers, n_heads) induction scores
     prev_scores: list[torch.Tensor] = field(default_factory=list)  # (n_layers, n_heads) previous-token scores
     model: object = None
-    test: torch.Tensor | None = None  # the held-out repeated sequences
+    test: tuple | None = None  # the held-out sequences: (tokens, first, length) from held_out_sequences
 
 
 @torch.no_grad()
-def measure(model, test: torch.Tensor) -> tuple[float, float, torch.Tensor, torch.Tensor]:
-    """(loss on the first copy, loss on the second copy, induction scores, previous-token scores) on test sequences."""
-    half = test.size(1) // 2
-    logits, cache = model.run_with_cache(test[:, :-1])
-    loss = F.cross_entropy(logits.transpose(1, 2), test[:, 1:], reduction="none")  # (B, 2 * half - 1)
-    # Position t predicts token t + 1: tokens 1..half-1 are random, tokens half+1.. are copies (token
-    # `half` starts the copy but nothing says so yet).
-    first, second = loss[:, : half - 1].mean().item(), loss[:, half:].mean().item()
+def measure(model, test) -> tuple[float, float, torch.Tensor, torch.Tensor]:
+    """(loss on the first copy, loss on the second copy, induction scores, previous-token scores) on
+    ``test``, what ``held_out_sequences`` returns."""
+    tokens, first, length = test
+    logits, cache = model.run_with_cache(tokens[:, :-1])
+    loss = F.cross_entropy(logits.transpose(1, 2), tokens[:, 1:], reduction="none")  # (B, T - 1)
+    # Position t predicts token t + 1. The first copy's tokens after its first are random; the second
+    # copy's tokens after its first can be copied (its first token starts the copy, and nothing says so).
+    t = torch.arange(loss.size(1))
+    f, m = first.unsqueeze(1), length.unsqueeze(1)  # (B, 1)
+    in_first = (t >= f) & (t <= f + m - 2)
+    in_second = (t >= f + m) & (t <= f + 2 * m - 2)
+    first_loss, second_loss = loss[in_first].mean().item(), loss[in_second].mean().item()
     patterns = [cache[f"blocks.{i}.attn.pattern"] for i in range(model.cfg.n_layers)]
-    scores = torch.stack([induction_scores(p, half) for p in patterns])
+    scores = torch.stack([induction_scores(p, first, length) for p in patterns])
     prev = torch.stack([previous_token_scores(p) for p in patterns])
-    return first, second, scores, prev
+    return first_loss, second_loss, scores, prev
 
 
 def train_induction(cfg, steps: int, batch_size: int, lr: float, eval_every: int, seed: int, log=print) -> InductionRun:
@@ -98,7 +122,7 @@ def train_induction(cfg, steps: int, batch_size: int, lr: float, eval_every: int
     model = GPT(cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.0)
     T = cfg.context_length
-    test = repeated_halves(64, T // 2, cfg.vocab_size, torch.Generator().manual_seed(seed + 1))
+    test = held_out_sequences(64, T, cfg.vocab_size, torch.Generator().manual_seed(seed + 1))
     run = InductionRun(model=model, test=test)
     for step in range(steps + 1):
         if step % eval_every == 0 or step == steps:
@@ -106,18 +130,19 @@ def train_induction(cfg, steps: int, batch_size: int, lr: float, eval_every: int
             first, second, scores, prev = measure(model, test)
             run.steps.append(step), run.first_half.append(first), run.second_half.append(second)
             run.scores.append(scores), run.prev_scores.append(prev)
-            best = divmod(int(scores.argmax()), cfg.n_heads)
+            best, prev_best = divmod(int(scores.argmax()), cfg.n_heads), divmod(int(prev.argmax()), cfg.n_heads)
             log(
                 f"step {step:>5} | loss first copy {first:.3f} | repeated copy {second:.3f} | "
-                f"best induction head L{best[0]}H{best[1]} {scores.max():.2f}"
+                f"best induction head L{best[0]}H{best[1]} {scores.max():.2f} | "
+                f"best previous-token head L{prev_best[0]}H{prev_best[1]} {prev.max():.2f}"
             )
             model.train()
         if step == steps:
             break
         # Each sequence is a window of a fresh stream, so segments start anywhere: a head cannot
         # learn "copy from half a context back", only "copy what followed this token last time".
-        stream = repeated_stream(batch_size * (T + 1) + 64, cfg.vocab_size, gen)
-        skip = int(torch.randint(0, 64, (1,), generator=gen))
+        stream = repeated_stream(batch_size * (T + 1) + T, cfg.vocab_size, gen, max_len=T // 2)
+        skip = int(torch.randint(0, T, (1,), generator=gen))
         data = stream[skip : skip + batch_size * (T + 1)].view(batch_size, T + 1)  # (B, T + 1)
         inputs, targets = data[:, :-1].contiguous(), data[:, 1:].contiguous()
         _, loss = model(inputs, targets)
@@ -157,7 +182,7 @@ def plot_induction(run: InductionRun, path) -> None:
     ax.set_title("induction score of every head")
     ax.legend(fontsize=7, ncol=2)
     ax.grid(alpha=0.3)
-    _, cache = model.run_with_cache(run.test[:1, :-1])
+    _, cache = model.run_with_cache(run.test[0][:1, :-1])
     best_ind = divmod(int(run.scores[-1].argmax()), cfg.n_heads)
     best_prev = divmod(int(run.prev_scores[-1][0].argmax()), cfg.n_heads)  # layer 0: the previous-token head
     for ax, (i, h), what in ((axes[1, 0], best_ind, "induction"), (axes[1, 1], best_prev, "previous-token")):

@@ -30,7 +30,9 @@ class ModelConfig:
     # saved before a switch existed lacks its key and so loads with the default, as it was trained.
     norm: str = "layernorm"  # 'layernorm' or 'rmsnorm' (scale only: no mean subtraction, no bias)
     qk_norm: bool = False  # normalise queries and keys per head before attention
-    mlp: str = "gelu"  # 'gelu', 'relu2' (relu squared), 'swiglu' (gated; hidden ~2/3 of d_ff) or 'none' (attention only)
+    mlp: str = (
+        "gelu"  # 'gelu', 'relu2' (relu squared), 'swiglu' (gated; hidden ~2/3 of d_ff) or 'none' (attention only)
+    )
     tie_embeddings: bool = True  # the output head shares the token embedding matrix
     bias: bool = True  # biases in the linear layers and layer norms
     logit_softcap: float = 0.0  # logits = C * tanh(logits / C); 0 = off
