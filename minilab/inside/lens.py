@@ -62,7 +62,7 @@ def lens_table(r: LensReading) -> str:
         f"{'pos':>3}  {'token -> next':<{tok_w}}" + "".join(f"{name:>{cell_w}}" for name in r.layers),
     ]
     for t in range(T):
-        pair = f"{r.labels[t]} -> {r.labels[t + 1] if t + 1 < T else '?'}"
+        pair = f"{r.labels[t]} -> {r.labels[t + 1] if t + 1 < T else '(end)'}"
         cells = []
         for layer in range(len(r.layers)):
             p = f"{r.target_prob[layer, t]:.2f}" if t + 1 < T else "  - "
