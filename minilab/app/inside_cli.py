@@ -105,14 +105,14 @@ def cmd_ablate(args: argparse.Namespace) -> int:
 
 
 def cmd_embeddings(args: argparse.Namespace) -> int:
-    from minilab.app.cli import _unescape
     from minilab.inside.embeddings import default_tokens, embedding_map, neighbours_table, plot_embeddings
 
     if not 1 <= args.k <= 1000:
         raise LabError(f"--k must be between 1 and 1000, got {args.k}")
     out = _png(args)
     model, tokenizer = _load(args)
-    tokens = [_unescape(t) for t in args.token] or default_tokens(tokenizer)
+    # '\n' typed on a command line means a newline token (and '\t' a tab).
+    tokens = [t.replace("\\n", "\n").replace("\\t", "\t") for t in args.token] or default_tokens(tokenizer)
     print(neighbours_table(model, tokenizer, tokens, args.k))
     m = embedding_map(model, tokenizer)
     print(f"PCA map: the two axes keep {100 * m.explained[0]:.1f}% and {100 * m.explained[1]:.1f}% of the variance")
