@@ -99,7 +99,7 @@ def main() -> None:
                 if r:
                     times[(name, "train")].append(t), times[(name, "gen1")].append(g1), times[(name, "gen8")].append(g8)
     print(
-        f"{platform.processor() or platform.machine()}, torch {torch.__version__}, {args.threads} thread(s), "
+        f"{cpu_name()}, torch {torch.__version__}, {args.threads} thread(s), "
         f"{args.rounds} alternating rounds, medians"
     )
     a, b = list(models)

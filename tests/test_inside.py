@@ -8,7 +8,13 @@ from minilab.errors import LabError
 from minilab.inside.ablate import ablate_heads, ablate_mlps, text_loss
 from minilab.inside.embeddings import embedding_map, nearest
 from minilab.inside.hooks import hooks, zero_head
-from minilab.inside.induction import held_out_sequences, induction_scores, previous_token_scores, repeated_stream
+from minilab.inside.induction import (
+    ALPHABET,
+    held_out_sequences,
+    induction_scores,
+    previous_token_scores,
+    repeated_stream,
+)
 from minilab.inside.lens import logit_lens
 from minilab.inside.neurons import hidden_activations, top_neurons
 from minilab.inside.windows import text_windows
@@ -246,3 +252,40 @@ def test_neurons_find_the_planted_one():
     assert s.tokens[s.focus] == "c"
     with pytest.raises(LabError, match="layers 0..1"):
         hidden_activations(model, windows, 2)
+
+
+@pytest.mark.slow
+def test_induction_command_trains_logs_and_draws(tmp_path, capsys):
+    from minilab.app.cli import main
+
+    out = tmp_path / "induction.png"
+    assert main(["induction", "--steps", "20", "--eval_every", "10", "--out", str(out)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split("|")[0].strip() for line in lines[:3]] == ["step     0", "step    10", "step    20"]
+    assert "best induction head" in lines[0] and out.read_bytes()[:4] == b"\x89PNG"
+    data = tmp_path / "repeats.txt"
+    assert main(["induction", "--write_data", str(data)]) == 0
+    text = data.read_text()
+    assert len(text.replace("\n", "")) == 1_000_000 and set(text) <= set(ALPHABET + "\n")
+
+
+@pytest.mark.slow
+def test_lens_ablate_embeddings_neurons_commands_on_a_bpe_model(tmp_path, capsys):
+    from minilab.app.cli import main
+    from tests.conftest import EXAMPLE
+
+    ck = tmp_path / "ck"
+    flags = ["--tokenizer", "bpe", "--vocab_size", "300", "--preset", "tiny", "--epochs", "1", "--out_dir", str(ck)]
+    assert main(["train", "--data", str(EXAMPLE), *flags, "--experiments_dir", str(tmp_path / "exp")]) == 0
+    ckpt, data = str(ck / "best_model.pt"), str(EXAMPLE)
+    capsys.readouterr()
+    assert main(["lens", "--checkpoint", ckpt, "--prompt", "The model learns", "--out", str(tmp_path / "l.png")]) == 0
+    assert "mean p(next)" in capsys.readouterr().out
+    assert main(["ablate", "--checkpoint", ckpt, "--data", data, "--max_tokens", "256"]) == 0
+    assert "most important" in capsys.readouterr().out
+    assert main(["embeddings", "--checkpoint", ckpt, "--out", str(tmp_path / "e.png")]) == 0
+    assert "nearest neighbours" in capsys.readouterr().out
+    assert main(["neurons", "--checkpoint", ckpt, "--data", data, "--layer", "1", "--max_tokens", "512"]) == 0
+    assert capsys.readouterr().out.count("neuron ") == 5
+    for name in ("l.png", "e.png"):
+        assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"

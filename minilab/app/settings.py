@@ -45,15 +45,15 @@ SHAKESPEARE_CPU = dict(
 # The induction-head experiment (minilab/inside/induction.py, `mini-transformer-lab induction`): two
 # attention-only layers, the smallest model in which induction heads form; no dropout.
 INDUCTION = dict(
-    context_length=64,
+    context_length=32,
     d_model=64,
     n_heads=4,
     n_layers=2,
     mlp="none",
     dropout=0.0,
-    pos_encoding="rope",
-    batch_size=32,
-    steps_per_epoch=500,
+    pos_encoding="learned",
+    batch_size=64,
+    steps_per_epoch=1000,
     epochs=6,
     lr=3e-3,
     sample_length=0,
