@@ -99,8 +99,7 @@ def main() -> None:
                 if r:
                     times[(name, "train")].append(t), times[(name, "gen1")].append(g1), times[(name, "gen8")].append(g8)
     print(
-        f"{cpu_name()}, torch {torch.__version__}, {args.threads} thread(s), "
-        f"{args.rounds} alternating rounds, medians"
+        f"{cpu_name()}, torch {torch.__version__}, {args.threads} thread(s), {args.rounds} alternating rounds, medians"
     )
     a, b = list(models)
     labels = {
