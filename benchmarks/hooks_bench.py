@@ -1,12 +1,13 @@
 """Do unused hook points cost anything? This tree's model against the model of a git ref, side by side.
 
-    python benchmarks/hooks_bench.py [--ref b5e5c23] [--rounds 9] [--threads 1]
+    python benchmarks/hooks_bench.py [--ref b5e5c23] [--train_reps 20] [--tokens 400] [--threads 1]
 
 The model files (minilab/model/gpt.py and layers.py) of ``--ref`` (default: the commit before hooks)
-are loaded next to this tree's, both get the same weights, and the two are timed in alternation,
-round after round, so a busy machine slows both alike: a training step (forward, backward, AdamW) at
-the seed configuration, and cached generation (CachedDecoder: FastDecoder has no hooks) at batch 1
-and 8. Prints the median time of each and the ratio this tree / ref (1.00 = no cost).
+are loaded next to this tree's, both get the same weights, and the two are called in alternation,
+one training step or one generated token at a time, so a busy machine slows both alike: a training
+step (forward, backward, AdamW) at the seed configuration, and one token of cached generation
+(CachedDecoder: FastDecoder has no hooks) at batch 1 and 8. Prints the median time of each and the
+ratio this tree / ref (1.00 = no cost).
 """
 
 import argparse
@@ -41,24 +42,39 @@ def model_class_at(ref: str, folder: Path):
     return module.GPT
 
 
-def train_step_s(model, opt, batch: torch.Tensor) -> float:
-    t = time.perf_counter()
+def train_step(model, opt, batch: torch.Tensor) -> None:
     _, loss = model(batch[:, :-1], batch[:, 1:].contiguous())
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
-    return time.perf_counter() - t
 
 
-@torch.no_grad()
-def generate_s(model, batch: int, new_tokens: int) -> float:
-    decoder = CachedDecoder(model, batch)
-    idx = torch.randint(0, model.cfg.vocab_size, (batch, 16), generator=torch.Generator().manual_seed(0))
-    t = time.perf_counter()
-    logits = decoder.prefill(idx)
-    for _ in range(new_tokens):
-        logits = decoder.step(logits.argmax(-1, keepdim=True))
-    return time.perf_counter() - t
+def paired(fa, fb, reps: int) -> tuple[float, float]:
+    """Median seconds of fa() and of fb(), called in alternation (the order flips every rep)."""
+    ta, tb = [], []
+    for r in range(reps):
+        for f, times in [(fa, ta), (fb, tb)][:: 1 if r % 2 else -1]:
+            t = time.perf_counter()
+            f()
+            times.append(time.perf_counter() - t)
+    return statistics.median(ta), statistics.median(tb)
+
+
+def decode_step(model, batch: int):
+    """A function that decodes one more token each call (a CachedDecoder, restarted before it is full)."""
+    state = {}
+
+    @torch.no_grad()
+    def step():
+        if not state or state["n"] >= model.cfg.context_length - 17:
+            state["dec"] = CachedDecoder(model, batch)
+            idx = torch.randint(0, model.cfg.vocab_size, (batch, 16), generator=torch.Generator().manual_seed(0))
+            state["logits"], state["n"] = state["dec"].prefill(idx), 0
+        state["logits"] = state["dec"].step(state["logits"].argmax(-1, keepdim=True))
+        state["n"] += 1
+
+    step()  # the first call prefills; time only the steps after it
+    return step
 
 
 def cpu_name() -> str:
@@ -72,9 +88,9 @@ def cpu_name() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ref", default="b5e5c23", help="git ref whose model has no hooks (default b5e5c23)")
-    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--train_reps", type=int, default=20, help="training steps per model (default 20)")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--new_tokens", type=int, default=100)
+    parser.add_argument("--tokens", type=int, default=400, help="generated tokens per model (default 400)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     cfg = ModelConfig()  # the seed's model: 4 layers, 256 wide, 256 context
@@ -83,34 +99,37 @@ def main() -> None:
         torch.manual_seed(0)
         ours, ref = GPT(cfg), RefGPT(cfg)
         ref.load_state_dict(ours.state_dict())
-        models = {"hooks (this tree)": ours, f"no hooks ({args.ref})": ref}
-        opts = {k: torch.optim.AdamW(m.parameters(), lr=1e-4) for k, m in models.items()}
+        ours.train(), ref.train()
+        opts = [torch.optim.AdamW(m.parameters(), lr=1e-4) for m in (ours, ref)]
         batch = torch.randint(
             0, cfg.vocab_size, (8, cfg.context_length + 1), generator=torch.Generator().manual_seed(1)
         )
-        times = {(k, task): [] for k in models for task in ("train", "gen1", "gen8")}
-        for r in range(args.rounds + 1):  # round 0 warms up and is not counted
-            order = list(models.items()) if r % 2 else list(models.items())[::-1]
-            for name, m in order:
-                m.train()
-                t = train_step_s(m, opts[name], batch)
-                m.eval()
-                g1, g8 = generate_s(m, 1, args.new_tokens), generate_s(m, 8, args.new_tokens)
-                if r:
-                    times[(name, "train")].append(t), times[(name, "gen1")].append(g1), times[(name, "gen8")].append(g8)
+        rows = {
+            "train step, batch 8 x 256": paired(
+                lambda: train_step(ours, opts[0], batch), lambda: train_step(ref, opts[1], batch), args.train_reps
+            )
+        }
+        ours.eval(), ref.eval()
+        for b in (1, 8):
+            rows[f"one generated token, batch {b}"] = paired(decode_step(ours, b), decode_step(ref, b), args.tokens)
     print(
-        f"{cpu_name()}, torch {torch.__version__}, {args.threads} thread(s), {args.rounds} alternating rounds, medians"
+        f"{cpu_name()}, torch {torch.__version__}, {args.threads} thread(s), medians of calls alternating "
+        f"between the two models"
     )
-    a, b = list(models)
-    labels = {
-        "train": "train step, batch 8 x 256",
-        "gen1": f"generate {args.new_tokens} tokens, batch 1",
-        "gen8": f"generate {args.new_tokens} tokens, batch 8",
-    }
-    print(f"{'':32}{a:>20}{b:>22}{'ratio':>8}")
-    for task, label in labels.items():
-        ma, mb = statistics.median(times[(a, task)]), statistics.median(times[(b, task)])
-        print(f"{label:32}{1000 * ma:>17.1f} ms{1000 * mb:>19.1f} ms{ma / mb:>8.3f}")
+    # What the hook points add, counted directly: one unused call each, timed a million times.
+    point, x = next(iter(ours.hook_points().values())), torch.zeros(1)
+    t = time.perf_counter()
+    for _ in range(1_000_000):
+        point(x)
+    per_call = (time.perf_counter() - t) / 1_000_000
+    n = len(ours.hook_points())
+    print(
+        f"{n} hook points per forward pass, {1e9 * per_call:.0f} ns per unused call: "
+        f"{1e6 * n * per_call:.1f} us per pass"
+    )
+    print(f"{'':32}{'hooks (this tree)':>20}{'no hooks (' + args.ref + ')':>22}{'ratio':>8}")
+    for label, (ma, mb) in rows.items():
+        print(f"{label:32}{1000 * ma:>17.2f} ms{1000 * mb:>19.2f} ms{ma / mb:>8.3f}")
 
 
 if __name__ == "__main__":

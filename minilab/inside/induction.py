@@ -184,10 +184,16 @@ def plot_induction(run: InductionRun, path) -> None:
     ax.grid(alpha=0.3)
     _, cache = model.run_with_cache(run.test[0][:1, :-1])
     best_ind = divmod(int(run.scores[-1].argmax()), cfg.n_heads)
-    best_prev = divmod(int(run.prev_scores[-1][0].argmax()), cfg.n_heads)  # layer 0: the previous-token head
-    for ax, (i, h), what in ((axes[1, 0], best_ind, "induction"), (axes[1, 1], best_prev, "previous-token")):
+    prev = run.prev_scores[-1].clone()
+    prev[best_ind] = -1.0  # the best previous-token head among the other heads
+    best_prev = divmod(int(prev.argmax()), cfg.n_heads)
+    scored = (
+        (axes[1, 0], best_ind, "induction", run.scores),
+        (axes[1, 1], best_prev, "previous-token", run.prev_scores),
+    )
+    for ax, (i, h), what, scores in scored:
         ax.imshow(cache[f"blocks.{i}.attn.pattern"][0, h].numpy(), cmap="viridis", vmin=0, vmax=1)
-        ax.set_title(f"layer {i} head {h}: the {what} head", fontsize=10)
+        ax.set_title(f"layer {i} head {h}: best {what} score ({scores[-1][i, h]:.2f})", fontsize=10)
         ax.set_xlabel("key (the token looked at)")
         ax.set_ylabel("query (the token looking)")
     fig.suptitle("the induction-head experiment: 2 attention-only layers on repeated random text", fontsize=11)
