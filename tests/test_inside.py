@@ -31,6 +31,7 @@ SWITCHES = [
     {"qk_norm": True},
     {"mlp": "relu2"},
     {"mlp": "swiglu"},
+    {"mlp": "gelu_tanh"},
     {"mlp": "none"},
     {"tie_embeddings": False},
     {"bias": False},
