@@ -97,8 +97,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         RefGPT = model_class_at(args.ref, Path(tmp))
         torch.manual_seed(0)
-        ours, ref = GPT(cfg), RefGPT(cfg)
-        ref.load_state_dict(ours.state_dict())
+        weights = GPT(cfg).state_dict()
+        # Every model is built and then loaded the same way: a model that initialised its own weights
+        # measured up to 2x slower than a loaded copy of it (memory placement), which would swamp the answer.
+        ours, ref, twin = GPT(cfg), RefGPT(cfg), GPT(cfg)
+        for m in (ours, ref, twin):
+            m.load_state_dict(weights)
         ours.train(), ref.train()
         opts = [torch.optim.AdamW(m.parameters(), lr=1e-4) for m in (ours, ref)]
         batch = torch.randint(
@@ -110,8 +114,11 @@ def main() -> None:
             )
         }
         ours.eval(), ref.eval()
+        twin.eval()
         for b in (1, 8):
             rows[f"one generated token, batch {b}"] = paired(decode_step(ours, b), decode_step(ref, b), args.tokens)
+        # The noise floor: this tree's model against an identical copy of itself.
+        rows["same, batch 1, against itself"] = paired(decode_step(ours, 1), decode_step(twin, 1), args.tokens)
     print(
         f"{cpu_name()}, torch {torch.__version__}, {args.threads} thread(s), medians of calls alternating "
         f"between the two models"
