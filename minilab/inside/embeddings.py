@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from minilab.errors import LabError
-from minilab.plots import bytes_label
+from minilab.inside.windows import token_label
 
 
 @dataclass
@@ -31,7 +31,7 @@ def embedding_map(model, tokenizer) -> EmbeddingMap:
     coords = centred @ Vh[:2].T  # (V, 2)
     var = S.square() / S.square().sum().clamp_min(1e-12)
     explained = (float(var[0]), float(var[1]) if var.numel() > 1 else 0.0)
-    labels = [bytes_label(tokenizer.decode_bytes([i])) for i in range(W.size(0))]
+    labels = [token_label(tokenizer, i) for i in range(W.size(0))]
     return EmbeddingMap(labels, coords, explained)
 
 
@@ -71,7 +71,7 @@ def neighbours_table(model, tokenizer, tokens: list[str], k: int) -> str:
     for text in tokens:
         tid = token_id(tokenizer, text)
         near = nearest(model, tid, k)
-        label = lambda i: bytes_label(tokenizer.decode_bytes([i]))  # noqa: E731
+        label = lambda i: token_label(tokenizer, i)  # noqa: E731
         lines.append(f"{label(tid):>8}  " + "  ".join(f"{label(i)} {s:.2f}" for i, s in near))
     return "\n".join(lines)
 

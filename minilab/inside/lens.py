@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from minilab.errors import LabError
-from minilab.plots import bytes_label
+from minilab.inside.windows import token_label
 
 
 @dataclass
@@ -46,7 +46,7 @@ def read_prompt(model, tokenizer, prompt: str) -> LensReading:
     targets = torch.tensor(ids[1:]).view(1, -1, 1).expand(L, -1, 1)  # (L, T - 1, 1)
     target_prob = probs[:, :-1].gather(-1, targets).squeeze(-1)  # (L, T - 1)
     top_prob, top_id = probs.max(dim=-1)  # (L, T)
-    label = lambda i: bytes_label(tokenizer.decode_bytes([i]))  # noqa: E731
+    label = lambda i: token_label(tokenizer, i)  # noqa: E731
     top = [[label(i) for i in row] for row in top_id.tolist()]
     layers = ["embed"] + [f"layer {i}" for i in range(model.cfg.n_layers)]
     return LensReading([label(i) for i in ids], layers, top, top_prob, target_prob)

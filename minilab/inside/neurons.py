@@ -11,7 +11,7 @@ import torch
 
 from minilab.errors import LabError
 from minilab.inside.hooks import hooks
-from minilab.plots import bytes_label
+from minilab.inside.windows import token_label
 
 
 @dataclass
@@ -76,7 +76,7 @@ def top_neurons(model, tokenizer, windows, layer: int, n_neurons: int = 5, n_sni
 
 def _text(tokenizer, i: int) -> str:
     """A token as it reads in running text: spaces stay spaces, a newline shows as \\n."""
-    return bytes_label(tokenizer.decode_bytes([i])).replace("␣", " ")
+    return token_label(tokenizer, i).replace("␣", " ")
 
 
 def neurons_table(neurons: list[Neuron], layer: int) -> str:

@@ -21,3 +21,11 @@ def text_windows(tokenizer, text: str, context_length: int, max_tokens: int) -> 
     n = max(1, min(available, max_tokens // T))
     starts = torch.linspace(0, ids.numel() - 1 - T, n).long()  # evenly spread, never past the end
     return torch.stack([ids[s : s + T + 1] for s in starts.tolist()])  # (N, T + 1)
+
+
+def token_label(tokenizer, i: int) -> str:
+    """Token ``i`` as a printable label: bytes_label's escapes, and other control characters as \\xNN."""
+    from minilab.plots import bytes_label
+
+    label = bytes_label(tokenizer.decode_bytes([i]))
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in label)
