@@ -5,6 +5,8 @@ models). Work per request is capped (the limits below, which the page shows), so
 keep the server busy for long. Bad input raises LabError, which serve turns into a one-line 400.
 """
 
+import copy
+
 from minilab.errors import LabError
 
 MAX_TEXT_CHARS = 20_000  # text pasted for ablation or neurons
@@ -26,6 +28,10 @@ def answer(lab, tool: str, q: dict) -> dict:
     if tool not in ("lens", "ablate", "embeddings", "neurons"):
         raise LabError(f"no inside tool {tool[:40]!r} (lens, ablate, embeddings, neurons)")
     model, tokenizer, _ = lab.model(q.get("checkpoint", ""))
+    if tool != "embeddings":
+        # The tools install hooks for the length of a request; the server's cached model may be
+        # generating for another page at the same time, so each request works on its own copy.
+        model = copy.deepcopy(model)
     if tool == "lens":
         return _lens(model, tokenizer, q.get("prompt", ""))
     if tool == "embeddings":
