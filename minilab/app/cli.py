@@ -12,6 +12,7 @@ from dataclasses import asdict
 from minilab.app.assistant import COMMANDS as ASSISTANT_COMMANDS
 from minilab.app.assistant import eval_conversations
 from minilab.app.flags import build_parser
+from minilab.app.inside_cli import COMMANDS as INSIDE_COMMANDS
 from minilab.app.settings import run_configs
 from minilab.errors import LabError
 
@@ -264,6 +265,7 @@ COMMANDS = {
     "compare": cmd_compare,
     "serve": cmd_serve,
     **ASSISTANT_COMMANDS,  # finetune, chat, score
+    **INSIDE_COMMANDS,  # lens, ablate, embeddings, neurons, induction: minilab/app/inside_cli.py
 }
 
 

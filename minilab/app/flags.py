@@ -9,6 +9,7 @@ import argparse
 from dataclasses import Field, fields
 
 from minilab.app.assistant import add_commands as add_assistant_commands
+from minilab.app.inside_cli import add_parsers as add_inside_parsers
 from minilab.app.settings import PRESETS
 from minilab.checks import shown_default
 from minilab.generation.sampling import SamplingConfig
@@ -147,6 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
     _flag(w, "port", type=int, default=8000, help="port to listen on, 0 = any free one (default 8000)")
     _flag(w, "host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     _flag(w, "device", default="cpu", help="auto | cpu | cuda | mps: where models run (default cpu)")
+
+    add_inside_parsers(sub, _flag)  # lens, ablate, embeddings, neurons, induction
 
     x = sub.add_parser(
         "export", help="write a model for the lab, Hugging Face transformers or llama.cpp", allow_abbrev=False

@@ -33,6 +33,7 @@ STATIC = {  # URL -> (file in WEB_DIR, content type): the only files the server 
     "/": ("index.html", "text/html; charset=utf-8"),
     "/index.html": ("index.html", "text/html; charset=utf-8"),
     "/app.js": ("app.js", "text/javascript; charset=utf-8"),
+    "/inside.js": ("inside.js", "text/javascript; charset=utf-8"),
     "/style.css": ("style.css", "text/css; charset=utf-8"),
 }
 
@@ -326,6 +327,10 @@ class Handler(BaseHTTPRequestHandler):
             return self._json({k: v for k, v in asdict(SamplingConfig()).items() if v is not None})
         if route == ["attention"]:
             return self._json(lab.attention(q.get("checkpoint", ""), q.get("prompt", "")))
+        if len(route) == 2 and route[0] == "inside":  # the Inside tab: minilab/app/inside_web.py
+            from minilab.app.inside_web import answer
+
+            return self._json(answer(lab, route[1], q))
         if route == ["generate"] and self.command == "GET":
             return self._generate(q)
         if route == ["chat"] and self.command == "GET":

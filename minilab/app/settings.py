@@ -42,6 +42,23 @@ SHAKESPEARE_CPU = dict(
     sample_length=0,
 )
 
+# The induction-head experiment (minilab/inside/induction.py, `mini-transformer-lab induction`): two
+# attention-only layers, the smallest model in which induction heads form; no dropout.
+INDUCTION = dict(
+    context_length=32,
+    d_model=64,
+    n_heads=4,
+    n_layers=2,
+    mlp="none",
+    dropout=0.0,
+    pos_encoding="learned",
+    batch_size=64,
+    steps_per_epoch=1000,
+    epochs=6,
+    lr=3e-3,
+    sample_length=0,
+)
+
 PRESETS: dict[str, dict] = {
     # Seconds on a CPU: for tests, demos and trying a flag out.
     "tiny": dict(
@@ -69,6 +86,7 @@ PRESETS: dict[str, dict] = {
         **SHAKESPEARE_CPU,
         **dict(context_length=128, d_model=192, n_heads=6, d_ff=768, steps_per_epoch=500),
     },
+    "induction": INDUCTION,
 }
 
 MODEL_KEYS = tuple(f.name for f in fields(ModelConfig) if f.name != "vocab_size")  # vocab comes from the data
