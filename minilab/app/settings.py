@@ -45,17 +45,20 @@ SHAKESPEARE_CPU = dict(
 # The induction-head experiment (minilab/inside/induction.py, `mini-transformer-lab induction`): two
 # attention-only layers, the smallest model in which induction heads form; no dropout.
 INDUCTION = dict(
-    context_length=32,
+    context_length=64,
     d_model=64,
     n_heads=4,
     n_layers=2,
     mlp="none",
     dropout=0.0,
     pos_encoding="learned",
+    tie_embeddings=False,  # tied, the model sat on its plateau for 1,500 steps and more
     batch_size=64,
     steps_per_epoch=1000,
-    epochs=6,
-    lr=3e-3,
+    epochs=2,
+    lr=1e-3,
+    warmup_steps=100,
+    weight_decay=0.0,
     sample_length=0,
 )
 
