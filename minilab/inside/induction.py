@@ -1,6 +1,6 @@
 """The induction-head experiment (Olsson et al. 2022): watch a 2-layer attention-only model learn to copy.
 
-The training text is random letters in which each random segment is followed by a copy of itself.
+Each training sequence is random tokens in which a random segment is followed at once by its copy.
 The first copy cannot be predicted; the second can, once the model has two heads working together:
 a previous-token head (layer 0: each position looks one back, so it knows the token before it) and
 an induction head (layer 1: look for an earlier occurrence of the current token and read what came
