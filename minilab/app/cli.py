@@ -182,12 +182,22 @@ def cmd_train(args: argparse.Namespace) -> int:
         trainer = Trainer(TrainConfig(**train_flags), ModelConfig(**model_flags), started=started)
     result = trainer.fit()
     if trainer.dist.is_main:  # under torchrun, one report
-        print(
-            f"done: best val loss {result.best_val_loss:.4f} after {result.epochs} epochs "
-            f"({result.wall_time:.1f}s). Try:\n  mini-transformer-lab generate --checkpoint "
-            f'{result.out_dir / "best_model.pt"} --prompt "..."'
-        )
+        print(f"done: {final_report(result)}. Try:")
+        print(f'  mini-transformer-lab generate --checkpoint {result.out_dir / "best_model.pt"} --prompt "..."')
     return 0
+
+
+def final_report(result) -> str:
+    """The figure a run ends with: the final model on the whole validation split; a prefix figure says so."""
+    import math
+
+    took = f"after {result.epochs} epochs ({result.wall_time:.1f}s)"
+    if math.isnan(result.final_val_loss):  # no validation split (a tiny text): the training loss is all there is
+        return f"train loss {result.final_train_loss:.4f} {took}"
+    best = f"best in-training val loss {result.best_val_loss:.4f}"
+    if result.val_prefix:
+        best += f" on the first {result.val_prefix:,} validation tokens"
+    return f"val loss {result.final_val_loss:.4f} (the final model, whole validation split) {took}; {best}"
 
 
 def cmd_generate(args: argparse.Namespace) -> int:

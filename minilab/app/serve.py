@@ -140,6 +140,7 @@ class Lab:
                 "step": ckpt.get("step"),
                 "best_val_loss": best if isinstance(best, float) and math.isfinite(best) else None,
                 "run": (ckpt.get("run") or {}).get("name"),
+                "val_prefix_tokens": (ckpt.get("run") or {}).get("val_prefix_tokens", 0),  # best_val_loss's scope
             }
         return {
             "checkpoint": name,

@@ -45,7 +45,14 @@ class RunFiles:
                 "batch": self.batch_gen.get_state(),
                 "cuda": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
             },
-            "run": {"name": self.run_name, "wall_time": self.clock.wall(), "tokens_seen": self.tokens_seen},
+            "run": {
+                "name": self.run_name,
+                "wall_time": self.clock.wall(),
+                "tokens_seen": self.tokens_seen,
+                "val_prefix_tokens": getattr(
+                    self, "val_prefix", 0
+                ),  # best_val_loss is of this many val tokens (0: all)
+            },
         }
 
     def _save(self, names: list[str]) -> None:
@@ -71,22 +78,37 @@ class RunFiles:
             for old in range(1, self.epoch - self.cfg.keep_last + 1):
                 (self.out_dir / f"checkpoint_epoch_{old}.pt").unlink(missing_ok=True)
 
-    def _write_epoch_logs(self, train_loss: float, val_loss: float) -> None:
+    def _write_epoch_logs(self) -> None:
         cfg, log = self.cfg, self.runlog
         if cfg.sample_length:
             log.add_sample(self.epoch, self.step, self.sample(cfg.sample_length, seed=cfg.seed + self.epoch))
         log.plot(f"{self.run_name}: {self.model.num_params() / 1e6:.2f}M parameters")
+        self._write_summary()
+
+    def _write_summary(self) -> None:
+        """summary.json: the run's figures so far. With --eval_tokens below the validation split, the
+        in-training figures are of its first tokens and say so in their keys (``..._prefix``); the
+        whole split's ``final_val_loss`` is filled once the final evaluation has run."""
         finite = lambda v: None if not math.isfinite(v) else v  # noqa: E731  (JSON has no inf/nan)
-        log.write_json(
+        if self.val_prefix:
+            val = {
+                "final_val_loss": finite(getattr(self, "final_val", math.nan)),
+                "best_val_loss_prefix": finite(self.best_val),
+                "final_val_loss_prefix": finite(self.last_val),
+                "val_prefix_tokens": self.val_prefix,
+            }
+        else:
+            val = {"best_val_loss": finite(self.best_val), "final_val_loss": finite(self.last_val)}
+        self.runlog.write_json(
             "summary.json",
             {
                 "run": self.run_name,
                 "epochs": self.epoch,
                 "steps": self.step,
                 "parameters": self.model.num_params(),
-                "best_val_loss": finite(self.best_val),
-                "final_train_loss": finite(train_loss),
-                "final_val_loss": finite(val_loss),
+                **val,
+                "val_split_tokens": len(self.splits.val),
+                "final_train_loss": finite(self.last_train),
                 "tokens_seen": self.tokens_seen,
                 "wall_time_sec": round(self.clock.wall(), 3),
                 "tokens_per_sec": round(self._tokens_per_sec(), 1),

@@ -51,6 +51,14 @@ from minilab.training.tblog import TensorBoardLog, open_tensorboard
 MIN_STEPS_PER_EPOCH = 50
 DEFAULT_BATCH_SIZE = 32
 MIN_AUTO_BATCH_SIZE = 8
+# The run's final evaluation scores the whole validation split up to this many tokens (a prepared
+# corpus of gigabytes has a split too long to score in passing; then its first 10M tokens).
+FINAL_EVAL_TOKENS = 10_000_000
+
+
+def _as_tensor(tokens) -> torch.Tensor:
+    """Token ids as an int64 tensor (a prepared dataset's are a numpy memmap)."""
+    return tokens if isinstance(tokens, torch.Tensor) else torch.from_numpy(np.asarray(tokens, dtype=np.int64))
 
 
 def auto_batch_size(n_train: int, window: int) -> int:
@@ -62,15 +70,16 @@ def auto_batch_size(n_train: int, window: int) -> int:
 class TrainResult:
     """What a finished run reports."""
 
-    best_val_loss: float
+    best_val_loss: float  # the best in-training evaluation (of the first val_prefix tokens, if val_prefix)
     final_train_loss: float
-    final_val_loss: float
+    final_val_loss: float  # the final model on the whole validation split: the run's figure
     epochs: int
     steps: int
     wall_time: float
     tokens_per_sec: float
     run_dir: Path
     out_dir: Path
+    val_prefix: int = 0  # tokens each in-training evaluation scored, when fewer than the split (--eval_tokens)
 
 
 class Trainer(RunFiles):
@@ -246,28 +255,52 @@ class Trainer(RunFiles):
             with StopSignals() as signals:
                 while self._budget_share() < 1 if cfg.time_budget else self.epoch < cfg.epochs:
                     self._run_epoch(signals)
+            self._final_eval()
         finally:
             self.tb.close()
             distributed.teardown()
         return TrainResult(
             best_val_loss=self.best_val,
             final_train_loss=self.last_train,
-            final_val_loss=self.last_val,
+            final_val_loss=self.final_val,
             epochs=self.epoch,
             steps=self.step,
             wall_time=self.clock.wall(),
             tokens_per_sec=self._tokens_per_sec(),
             run_dir=self.run_dir,
             out_dir=self.out_dir,
+            val_prefix=self.val_prefix,
         )
 
     def _val_tokens(self) -> torch.Tensor:
         """The validation tokens scored each epoch: the whole split, or its first eval_tokens if that is set."""
         val, cap = self.splits.val, self.cfg.eval_tokens
+        self.val_prefix = 0  # 0: every evaluation covers the whole split
         if cap and len(val) > cap:
-            self.log(f"note: scoring the first {cap:,} of {len(val):,} validation tokens each epoch (--eval_tokens)")
+            self.val_prefix = cap
+            final = "the whole split" if len(val) <= FINAL_EVAL_TOKENS else f"the first {FINAL_EVAL_TOKENS:,}"
+            self.log(
+                f"note: scoring the first {cap:,} of {len(val):,} validation tokens each epoch (--eval_tokens), "
+                f"and {final} once training ends"
+            )
             val = val[:cap]
-        return val if isinstance(val, torch.Tensor) else torch.from_numpy(np.asarray(val, dtype=np.int64))
+        return _as_tensor(val)
+
+    def _final_eval(self) -> None:
+        """The run's validation loss: the final model on the whole split (if the epochs scored only a prefix)."""
+        self.final_val = self.last_val
+        if self.val_prefix and self.epoch > 0:
+            t = time.perf_counter()
+            val = _as_tensor(self.splits.val[:FINAL_EVAL_TOKENS])
+            if self.dist.is_main:
+                self.final_val = evaluate_loss(self.model, val, self.splits.window, self.cfg.batch_size, self.device)
+            self.final_val = distributed.from_main(self.final_val, self.dist, self.device)
+            scope = "the whole validation split" if len(val) == len(self.splits.val) else "the first"
+            self.log(
+                f"the final model on {scope} ({len(val):,} tokens): val loss {self.final_val:.4f} "
+                f"({time.perf_counter() - t:.1f}s)"
+            )
+        self._write(self._write_summary)
 
     @property
     def tokens_per_step(self) -> int:
@@ -352,7 +385,11 @@ class Trainer(RunFiles):
         self.epoch_loss_sum, self.epoch_steps = 0.0, 0
         self.last_val = math.nan  # only rank 0 evaluates (every rank holds the same weights) ...
         if self.dist.is_main:
+            t_eval = time.perf_counter()
             self.last_val = evaluate_loss(self.model, self.val_tokens, splits.window, cfg.batch_size, self.device)
+            if self.val_prefix:  # keep back the time the final whole-split evaluation will take
+                share = min(len(splits.val), FINAL_EVAL_TOKENS) / len(self.val_tokens)
+                self.clock.final_cost = (time.perf_counter() - t_eval) * share
         self.last_val = distributed.from_main(self.last_val, self.dist, self.device)  # ... and tells the others
         self.model.train()
         score = self.last_train if math.isnan(self.last_val) else self.last_val
@@ -364,9 +401,10 @@ class Trainer(RunFiles):
             self.tb.val(self.step, self.last_val)
         self._save([f"checkpoint_epoch_{epoch}.pt", "checkpoint.pt"] + (["best_model.pt"] if is_best else []))
         self._prune_epoch_checkpoints()
-        self._write(lambda: self._write_epoch_logs(self.last_train, self.last_val))
+        self._write(self._write_epoch_logs)
         val = self.last_val
-        val_part = "" if math.isnan(val) else f" | val loss {val:.4f} | val ppl {math.exp(val):.2f}"
+        name = "prefix val loss" if self.val_prefix else "val loss"  # the first --eval_tokens of the split
+        val_part = "" if math.isnan(val) else f" | {name} {val:.4f} | val ppl {math.exp(val):.2f}"
         took = time.perf_counter() - t_epoch
         of = "" if cfg.time_budget else f"/{cfg.epochs}"
         self.log(
