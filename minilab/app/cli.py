@@ -179,7 +179,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         if "data" not in train_flags:
             raise LabError("train needs --data FILE (the text to learn from)")
-        trainer = Trainer(TrainConfig(**train_flags), ModelConfig(**model_flags), started=started)
+        auto_context = "context_length" not in model_flags  # not a flag, preset or config setting
+        trainer = Trainer(
+            TrainConfig(**train_flags), ModelConfig(**model_flags), started=started, auto_context=auto_context
+        )
     result = trainer.fit()
     if trainer.dist.is_main:  # under torchrun, one report
         print(f"done: {final_report(result)}. Try:")

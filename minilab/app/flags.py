@@ -56,11 +56,29 @@ def build_parser() -> argparse.ArgumentParser:
     _flag(t, "preset", choices=PRESETS, default=s, help="start from a named recipe (flags and --config override it)")
     _flag(t, "config", metavar="FILE", default=s, help="settings from a .toml or .json file (flags override it)")
     _flag(t, "epochs", type=int, default=s, help="train until this epoch (default 10)")
-    _flag(t, "batch_size", type=int, default=s, help="sequences per step (default 32; fewer for a tiny text)")
-    _flag(t, "steps_per_epoch", type=int, default=s, help="steps per epoch (default: one pass over the text, >= 50)")
+    _flag(
+        t,
+        "batch_size",
+        type=int,
+        default=s,
+        help="sequences per step, 0 = auto (default auto: 32, fewer for a tiny text)",
+    )
+    _flag(
+        t,
+        "steps_per_epoch",
+        type=int,
+        default=s,
+        help="steps per epoch, 0 = auto (default auto: one pass over the text, >= 50)",
+    )
     _flag(t, "lr", type=float, default=s, help=f"peak learning rate (default {_default(TrainConfig, 'lr')})")
     _flag(t, "min_lr_ratio", type=float, default=s, help="final lr as a fraction of --lr (default 0.1)")
-    _flag(t, "warmup_steps", type=int, default=s, help="linear warmup steps (default: 10%% of steps, <= 100)")
+    _flag(
+        t,
+        "warmup_steps",
+        type=int,
+        default=s,
+        help="linear warmup steps, -1 = auto (default auto: 10%% of steps, <= 100)",
+    )
     _flag(t, "weight_decay", type=float, default=s, help="AdamW weight decay (default 0.1)")
     _flag(t, "grad_clip", type=float, default=s, help="clip gradient norm to this, 0 = off (default 1.0)")
     _flag(t, "val_fraction", type=float, default=s, help="share of the text held out (default 0.1)")
@@ -69,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     _flag(t, "out_dir", metavar="DIR", default=s, help="where checkpoints go (default checkpoints)")
     _flag(t, "experiments_dir", metavar="DIR", default=s, help="where run logs go (default experiments)")
     _flag(t, "run_name", default=s, help="name of this run's experiment folder (default: time and data name)")
-    _flag(t, "sample_length", type=int, default=s, help="tokens sampled into samples.txt per epoch (200)")
+    _flag(t, "sample_length", type=int, default=s, help="tokens sampled into samples.txt per epoch, 0 = none (200)")
     _flag(t, "grad_accum", type=int, default=s, help="micro-batches per optimizer step (default 1)")
     _flag(t, "compile", action="store_true", default=s, help="torch.compile the model for training")
     _flag(t, "eval_tokens", type=int, default=s, help="validation tokens scored per epoch, 0 = all (1000000)")

@@ -6,6 +6,24 @@ context. What was measured on it (docs/small-texts.md) decides the adaptation be
 
 import re
 
+MIN_WINDOWS = 16  # a training text should hold at least this many windows of the context ...
+MIN_CONTEXT = 32  # ... down to this context: below it a character model sees less than a few words
+
+
+def small_text_context(n_train: int, context_length: int) -> int:
+    """The context for a training text of ``n_train`` tokens when the user did not choose one.
+
+    ``context_length`` if the text holds MIN_WINDOWS windows of it; else the largest power of two,
+    at least MIN_CONTEXT, of which it does (1,376 training characters of the seed's paragraphs: 64).
+    """
+    if n_train >= MIN_WINDOWS * context_length:
+        return context_length
+    context = MIN_CONTEXT
+    while context * 2 * MIN_WINDOWS <= n_train:
+        context *= 2
+    return min(context, context_length)
+
+
 _WORD = re.compile(r"[^\W\d_]+")  # a run of letters (any script); digits, '_' and punctuation split words
 
 

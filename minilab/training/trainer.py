@@ -46,6 +46,7 @@ from minilab.training.optim import auto_warmup_steps, lr_at, make_optimizers
 from minilab.training.runfiles import RunFiles
 from minilab.training.runlog import RunLog, new_run_name
 from minilab.training.signals import EXIT_CODES, StopSignals, TrainingInterrupted
+from minilab.training.smalltext import small_text_context
 from minilab.training.tblog import TensorBoardLog, open_tensorboard
 
 MIN_STEPS_PER_EPOCH = 50
@@ -93,6 +94,7 @@ class Trainer(RunFiles):
         log=print,
         progress: bool = True,
         started: float | None = None,
+        auto_context: bool = False,
     ):
         # The run's clock: from ``started`` (a time.perf_counter() reading; the CLI passes the
         # process's start, so a --time_budget covers Python's start-up and imports too), else now.
@@ -118,6 +120,8 @@ class Trainer(RunFiles):
         )
         if resume is None:  # the model's vocabulary is the tokenizer's
             model_cfg = replace(model_cfg or ModelConfig(), vocab_size=self.tokenizer.vocab_size)
+        if auto_context and resume is None:  # the user left --context_length to us: fit it to a tiny text
+            model_cfg = self._fit_context(model_cfg)
         # Record the tokenizer used (a prepared dataset brings its own): the size asked for, else the size made.
         size = (cfg.vocab_size or self.tokenizer.vocab_size) if self.tokenizer.kind == "bpe" else None
         cfg = replace(cfg, tokenizer=self.tokenizer.kind, vocab_size=size)
@@ -171,6 +175,19 @@ class Trainer(RunFiles):
                 f"the checkpoint is already at epoch {self.epoch}; ask for --epochs above {self.epoch} to train further"
             )
         self.out_dir = out_dir
+
+    def _fit_context(self, model_cfg: ModelConfig) -> ModelConfig:
+        """A shorter context for a text that holds few windows of the default one (training/smalltext.py)."""
+        n_train, asked = len(self.splits.train), model_cfg.context_length
+        context = small_text_context(n_train, asked)
+        if context == asked:
+            return model_cfg
+        self.splits.window = min(context, n_train - 1)
+        self.splits.notes.append(
+            f"the training text holds only {n_train / asked:.1f} windows of {asked} tokens; using a context of "
+            f"{context} (--context_length chooses another)"
+        )
+        return replace(model_cfg, context_length=context)
 
     def _wrap_for_training(self):
         """The module the training step calls: compiled and/or DistributedDataParallel around the model."""
