@@ -56,29 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
     _flag(t, "preset", choices=PRESETS, default=s, help="start from a named recipe (flags and --config override it)")
     _flag(t, "config", metavar="FILE", default=s, help="settings from a .toml or .json file (flags override it)")
     _flag(t, "epochs", type=int, default=s, help="train until this epoch (default 10)")
-    _flag(
-        t,
-        "batch_size",
-        type=int,
-        default=s,
-        help="sequences per step, 0 = auto (default auto: 32, fewer for a tiny text)",
-    )
-    _flag(
-        t,
-        "steps_per_epoch",
-        type=int,
-        default=s,
-        help="steps per epoch, 0 = auto (default auto: one pass over the text, >= 50)",
-    )
+    _flag(t, "batch_size", type=int, default=s, help="sequences per step, 0 = auto (32; fewer for a tiny text)")
+    _flag(t, "steps_per_epoch", type=int, default=s, help="steps per epoch, 0 = auto (one pass over the text, >= 50)")
     _flag(t, "lr", type=float, default=s, help=f"peak learning rate (default {_default(TrainConfig, 'lr')})")
     _flag(t, "min_lr_ratio", type=float, default=s, help="final lr as a fraction of --lr (default 0.1)")
-    _flag(
-        t,
-        "warmup_steps",
-        type=int,
-        default=s,
-        help="linear warmup steps, -1 = auto (default auto: 10%% of steps, <= 100)",
-    )
+    _flag(t, "warmup_steps", type=int, default=s, help="linear warmup steps, -1 = auto (10%% of steps, <= 100)")
     _flag(t, "weight_decay", type=float, default=s, help="AdamW weight decay (default 0.1)")
     _flag(t, "grad_clip", type=float, default=s, help="clip gradient norm to this, 0 = off (default 1.0)")
     _flag(t, "val_fraction", type=float, default=s, help="share of the text held out (default 0.1)")
