@@ -15,11 +15,12 @@ from minilab.app.settings import resolve_settings
 from minilab.errors import LabError
 from minilab.generation.textgen import generate_text
 from minilab.model.config import ModelConfig
+from minilab.training.clock import RunClock
 from minilab.training.config import TrainConfig
 from minilab.training.trainer import Trainer
 
 PRESET = "shakespeare-cpu"
-SAMPLE = dict(max_new_tokens=400, temperature=0.8, seed=7)  # the same draw before and after training
+SAMPLE = dict(max_new_tokens=300, temperature=0.8, seed=7)  # the same draw before and after training
 
 
 def lab_command() -> str:
@@ -34,7 +35,7 @@ def lab_command() -> str:
 
 
 def sample(trainer: Trainer) -> str:
-    """400 characters from a newline, at the lab's default temperature (0.8)."""
+    """300 characters from a newline, at the lab's default temperature (0.8)."""
     text = generate_text(trainer.model, trainer.tokenizer, "\n", **SAMPLE)
     trainer.model.train()
     return text.strip("\n")
@@ -73,12 +74,19 @@ def main(argv: list[str] | None = None) -> int:
     try:
         trainer = Trainer(TrainConfig(**train_settings), ModelConfig(**model_settings))
         print(f"\nBefore training (random weights), the model writes:\n\n{sample(trainer)}\n", flush=True)
+        trainer.clock = RunClock()  # the budget is for training: its clock starts now, after the sample
         print(f"Training the '{PRESET}' recipe for {args.time_budget:g} s (docs/speedrun.md):", flush=True)
         result = trainer.fit()
+        if result.steps == 0:
+            raise LabError(
+                f"{args.time_budget:g} s ran out before the first training step; give a larger --time_budget"
+            )
     except LabError as e:
         print(f"demo: error: {e}", file=sys.stderr)
         return 2
-    print(f"\nAfter {result.wall_time:.0f} s of training (val loss {result.final_val_loss:.3f}), it writes:\n")
+    print(
+        f"\nAfter {result.wall_time:.0f} s of training ({result.steps} steps, val loss {result.final_val_loss:.3f}):\n"
+    )
     print(f"{sample(trainer)}\n")
     print(f"The loss curve: {result.run_dir / 'loss.png'}\n")
     print("\n".join(next_steps(result.out_dir / "checkpoint.pt", result.run_dir, out, lab_command())))
