@@ -60,9 +60,8 @@ def test_a_collective_returns_only_when_its_tensor_is_free():
 
 def test_waiting_for_a_collective_tensor_is_bounded():
     collective, released = _late_release(5.0)
-    t0 = time.monotonic()
     assert distributed._one_number(2.0, torch.device("cpu"), collective, wait_s=0.1) == 4.0
-    assert time.monotonic() - t0 < 2.0 and not released
+    assert not released  # it returned before the 5 s hold ended: the wait gave up (no timed window)
 
 
 @pytest.mark.slow
@@ -147,7 +146,7 @@ def test_torchrun_with_the_cli_writes_one_set_of_files(tmp_path):
     )
     assert r.returncode == 0, r.stderr[-3000:]
     assert r.stdout.count("epoch 1/1") == 1  # one rank reports
-    assert r.stdout.count("done: best val loss") == 1
+    assert r.stdout.count("done: val loss") == 1
     assert "x 2 processes" in r.stdout
     assert {p.name for p in (tmp_path / "checkpoints").iterdir()} == {
         "checkpoint.pt",

@@ -65,10 +65,10 @@ SPECIAL = {
     "grad_clip": "0 = off",
     "sample_length": "0 = none",
     "eval_tokens": "0 = all",
-    "save_every_steps": "0 = off",
-    "keep_last": "0 = all",
+    "save_every_steps": "0 = only per epoch",
+    "keep_last": "0 = keep all",
     "time_budget": "0 = off",
-    "threads": "0 = one per core",
+    "threads": "0 = PyTorch's default",
     "logit_softcap": "0 = off",
 }
 
@@ -77,7 +77,7 @@ def test_every_special_zero_is_in_the_help():
     train = build_parser()._subparsers._group_actions[0].choices["train"]
     helps = {a.dest: a.help for a in train._actions}
     for dest, phrase in SPECIAL.items():
-        assert phrase in helps[dest], dest
+        assert phrase in helps[dest], (dest, helps[dest])
 
 
 def test_batch_size_zero_means_auto_and_a_negative_one_is_refused(tmp_path, capsys):
