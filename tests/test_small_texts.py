@@ -20,13 +20,13 @@ PROMPT = "The future of AI is"
 @pytest.mark.parametrize(
     ("n_train", "context", "expected"),
     [
-        (1376, 256, 64),  # the seed's sample paragraphs (90% of 1,529 characters)
+        (1376, 256, 32),  # the seed's sample paragraphs (90% of 1,529 characters)
         (MIN_WINDOWS * 256, 256, 256),  # holds exactly MIN_WINDOWS windows: left alone
         (MIN_WINDOWS * 256 - 1, 256, 128),
         (MIN_WINDOWS * 64, 256, 64),
         (10, 256, MIN_CONTEXT),  # never below MIN_CONTEXT (split_tokens shortens the windows further)
-        (1376, 48, 48),  # a context already short enough stays
-        (1376, 16, 16),
+        (1376, 24, 24),  # a context already short enough stays
+        (5000, 48, 48),
         (10**6, 256, 256),
     ],
 )
@@ -48,13 +48,13 @@ def test_the_context_adapts_only_when_not_chosen(tmp_path):
     shutil.copy(EXAMPLE, d / "my_data.txt")
     fast = ["--epochs", "1", "--steps_per_epoch", "1", "--d_model", "32", "--n_heads", "2", "--n_layers", "1"]
     common = ["train", "--data", str(d / "my_data.txt"), *fast, "--sample_length", "0", "--device", "cpu"]
-    for name, extra, context in (("auto", [], 64), ("chosen", ["--context_length", "256"], 256)):
+    for name, extra, context in (("auto", [], 32), ("chosen", ["--context_length", "256"], 256)):
         dirs = ["--out_dir", str(d / name), "--experiments_dir", str(d / "exp"), "--run_name", name]
         assert main([*common, *dirs, *extra]) == 0
         ckpt = load_checkpoint(d / name / "checkpoint.pt")
         assert ckpt["model_config"]["context_length"] == context
-        # the auto batch follows the window: ceil(1376 / 64) = 22 windows, or at least 8
-        assert ckpt["train_args"]["batch_size"] == (22 if context == 64 else 8)
+        # the auto batch follows the window: 32 of 32 tokens (the text holds 43), 8 of 256 (it holds 5.4)
+        assert ckpt["train_args"]["batch_size"] == (32 if context == 32 else 8)
 
 
 # Every flag where 0 (or -1) means something other than the number says so in its help.
@@ -101,7 +101,7 @@ def test_the_quick_start_at_a_reduced_size_writes_words_of_its_text(tmp_path):
     cfg = tiny_train_config(tmp_path, batch_size=0, steps_per_epoch=0, epochs=6, lr=1e-3, sample_length=0)
     model_cfg = ModelConfig(d_model=128, n_heads=4, n_layers=2, d_ff=512)  # context and dropout as the defaults
     trainer = Trainer(cfg, model_cfg, log=lambda *_: None, progress=False, auto_context=True)
-    assert trainer.model_cfg.context_length == 64
+    assert trainer.model_cfg.context_length == 32
     untrained = _fractions(trainer.model, trainer.tokenizer, reference)
     trainer.fit()
     trained = _fractions(trainer.model, trainer.tokenizer, reference)

@@ -6,7 +6,7 @@ context. What was measured on it (docs/small-texts.md) decides the adaptation be
 
 import re
 
-MIN_WINDOWS = 16  # a training text should hold at least this many windows of the context ...
+MIN_WINDOWS = 32  # a training text should hold at least this many windows of the context ...
 MIN_CONTEXT = 32  # ... down to this context: below it a character model sees less than a few words
 
 
@@ -14,7 +14,9 @@ def small_text_context(n_train: int, context_length: int) -> int:
     """The context for a training text of ``n_train`` tokens when the user did not choose one.
 
     ``context_length`` if the text holds MIN_WINDOWS windows of it; else the largest power of two,
-    at least MIN_CONTEXT, of which it does (1,376 training characters of the seed's paragraphs: 64).
+    at least MIN_CONTEXT, of which it does (1,376 training characters of the seed's paragraphs: 32).
+    A short context forgets a prompt it never saw within a few words and falls back on the text's own
+    words; the seed's 256 kept such a model babbling for the whole sample (docs/small-texts.md).
     """
     if n_train >= MIN_WINDOWS * context_length:
         return context_length
