@@ -24,9 +24,11 @@ $(BROWSER_STAMP): pyproject.toml | $(STAMP)
 	touch $@
 
 # About a minute of training on the shipped tinyshakespeare (the shakespeare-cpu recipe), with the
-# text before and after, the loss curve and the next things to try (minilab/app/demo.py).
+# text before and after, the loss curve and the next things to try (minilab/app/demo.py). One thread:
+# on a 2-core machine with anything else running, two threads made this small model's steps 30x slower
+# (docs/benchmarks.md).
 demo: $(STAMP)
-	$(BIN)/python -m minilab.app.demo --data example_data/tinyshakespeare.txt --out $(DEMO) --time_budget 60
+	$(BIN)/python -m minilab.app.demo --data example_data/tinyshakespeare.txt --out $(DEMO) --time_budget 60 --threads 1
 
 test: $(STAMP) $(BROWSER_STAMP)
 	$(BIN)/python -m pytest

@@ -59,12 +59,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", default="example_data/tinyshakespeare.txt", help="the text to learn")
     p.add_argument("--out", default="demo-output", help="folder for checkpoints and the run's log")
     p.add_argument("--time_budget", type=float, default=60.0, help="seconds of training (default 60)")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads, 0 = PyTorch's default (one per core)")
     args = p.parse_args(argv)
     out = Path(args.out)
     train_settings, model_settings = resolve_settings(
         dict(
             data=args.data,
             time_budget=args.time_budget,
+            threads=args.threads,
             out_dir=str(out / "checkpoints"),
             experiments_dir=str(out / "experiments"),
             run_name=time.strftime("demo-%Y%m%d-%H%M%S"),
