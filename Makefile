@@ -4,6 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BROWSER_STAMP := $(VENV)/.installed-browser
+HF_STAMP := $(VENV)/.installed-hf
 # torch is pinned (also in pyproject.toml): an unpinned install can pull a multi-GB CUDA build.
 TORCH := torch==2.13.0
 DEMO := demo-output
@@ -23,17 +24,26 @@ $(BROWSER_STAMP): pyproject.toml | $(STAMP)
 	$(BIN)/python -m pip install --quiet -e ".[dev,browser]" || echo "playwright not installed: browser tests will skip"
 	touch $@
 
+<<<<<<< HEAD
 # About a minute of training on the shipped tinyshakespeare (the shakespeare-cpu recipe), with the
 # text before and after, the loss curve and the next things to try (minilab/app/demo.py). One thread:
 # on a 2-core machine with anything else running, two threads made this small model's steps 30x slower
 # (docs/benchmarks.md).
+=======
+# transformers, tokenizers and gguf: tests/test_hf_*.py check exports and imports with them; without them those skip.
+$(HF_STAMP): pyproject.toml | $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[dev,hf]" "$(TORCH)" || echo "hf extra not installed: hf tests will skip"
+	touch $@
+
+# Train a small model (0.8M parameters) on the bundled text for about a minute, then generate from it.
+>>>>>>> main
 demo: $(STAMP)
 	$(BIN)/python -m minilab.app.demo --data example_data/tinyshakespeare.txt --out $(DEMO) --time_budget 60 --threads 1
 
-test: $(STAMP) $(BROWSER_STAMP)
+test: $(STAMP) $(BROWSER_STAMP) $(HF_STAMP)
 	$(BIN)/python -m pytest
 
-test-fast: $(STAMP)
+test-fast: $(STAMP) $(HF_STAMP)
 	$(BIN)/python -m pytest -m "not slow"
 
 lint: $(STAMP)
