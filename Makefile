@@ -24,19 +24,15 @@ $(BROWSER_STAMP): pyproject.toml | $(STAMP)
 	$(BIN)/python -m pip install --quiet -e ".[dev,browser]" || echo "playwright not installed: browser tests will skip"
 	touch $@
 
-<<<<<<< HEAD
-# About a minute of training on the shipped tinyshakespeare (the shakespeare-cpu recipe), with the
-# text before and after, the loss curve and the next things to try (minilab/app/demo.py). One thread:
-# on a 2-core machine with anything else running, two threads made this small model's steps 30x slower
-# (docs/benchmarks.md).
-=======
 # transformers, tokenizers and gguf: tests/test_hf_*.py check exports and imports with them; without them those skip.
 $(HF_STAMP): pyproject.toml | $(STAMP)
 	$(BIN)/python -m pip install --quiet -e ".[dev,hf]" "$(TORCH)" || echo "hf extra not installed: hf tests will skip"
 	touch $@
 
-# Train a small model (0.8M parameters) on the bundled text for about a minute, then generate from it.
->>>>>>> main
+# About a minute of training on the shipped tinyshakespeare (the shakespeare-cpu recipe), with the
+# text before and after, the loss curve and the next things to try (minilab/app/demo.py). One thread:
+# on a 2-core machine with anything else running, two threads made this small model's steps 30x slower
+# (docs/benchmarks.md).
 demo: $(STAMP)
 	$(BIN)/python -m minilab.app.demo --data example_data/tinyshakespeare.txt --out $(DEMO) --time_budget 60 --threads 1
 
