@@ -61,6 +61,7 @@ def test_candidates_cover_blocks_threads_and_cached_and_bf16_only_when_asked():
     two = candidates(model, 2, bf16=False)
     assert set(two) == {Strategy(1, 2), Strategy(2, 2), Strategy(0, 2), Strategy(1, 1)}
     assert candidates(model, 1, bf16=False) == [Strategy(1, 1), Strategy(0, 1)]
+    assert candidates(model, 2, bf16=False)[0] == Strategy(1, 1)  # timed first: cheap on a busy machine
     assert set(candidates(model, 2, bf16=True)) == {Strategy(1, 2, "bf16"), Strategy(2, 2, "bf16")}
     assert Strategy(3, 3) not in candidates(model, 3, bf16=False)  # 3 does not divide 32
 
@@ -70,7 +71,7 @@ def test_the_fastest_is_chosen_once_per_shape_and_remembered(monkeypatch):
     calls = []
     times = {Strategy(1, 2): 3.0, Strategy(2, 2): 2.0, Strategy(0, 2): 5.0, Strategy(1, 1): 2.5}
 
-    def fake_measure(model, s, cached):
+    def fake_measure(model, s, cached, limit):
         calls.append(s)
         return times[s]
 
@@ -87,6 +88,12 @@ def test_the_fastest_is_chosen_once_per_shape_and_remembered(monkeypatch):
     finally:
         torch.set_num_threads(threads)
     assert fastest({Strategy(1, 1): 1.0, Strategy(2, 2): 1.0}) == Strategy(1, 1)
+
+
+def test_a_measurement_gives_up_above_its_limit():
+    model = _model()
+    assert strategy.seconds_per_step(model, Strategy(1, 1), CachedDecoder, limit=0.0) == float("inf")
+    assert strategy.seconds_per_step(model, Strategy(1, 1), CachedDecoder) < float("inf")
 
 
 def test_a_real_measurement_restores_the_thread_count(monkeypatch):

@@ -18,6 +18,7 @@ Intel Xeon it was slower than fp32 anyway (docs/benchmarks.md).
 """
 
 import copy
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -69,10 +70,10 @@ def candidates(model, threads: int, bf16: bool) -> list[Strategy]:
     blocks = [p for p in sorted({1, threads}) if cfg.d_model % p == 0 and cfg.d_ff % p == 0]
     if bf16:
         return [Strategy(p, threads, "bf16") for p in blocks]
-    found = [Strategy(p, threads) for p in blocks] + [Strategy(0, threads)]
-    if threads > 1:
-        found += [Strategy(1, 1)]  # one block on one thread: no hand-over between threads at all
-    return found
+    # One block on one thread first (no hand-over between threads at all): cheap to time anywhere,
+    # so on a busy machine the others give up early against it.
+    found = [Strategy(1, 1)] if threads > 1 else []
+    return found + [Strategy(p, threads) for p in blocks] + [Strategy(0, threads)]
 
 
 def build(model, strategy: Strategy, cached_decoder: Callable):
@@ -90,21 +91,30 @@ def fastest(timings: dict[Strategy, float]) -> Strategy:
 
 
 @torch.inference_mode()
-def seconds_per_step(model, strategy: Strategy, cached_decoder: Callable, steps: int = TIMED_STEPS) -> float:
-    """Time ``steps`` decode steps of ``strategy`` from a 1-token prompt (best of 2 rounds)."""
+def seconds_per_step(
+    model, strategy: Strategy, cached_decoder: Callable, steps: int = TIMED_STEPS, limit: float = math.inf
+) -> float:
+    """Time ``steps`` decode steps of ``strategy`` from a 1-token prompt (best of 2 rounds).
+
+    Gives up (returns inf) as soon as the steps so far average over ``limit`` seconds: on a busy
+    machine a two-thread step can take 100x a one-thread one, and the measurement must stay short.
+    """
     before = torch.get_num_threads()
     torch.set_num_threads(strategy.threads)
     try:
         decoder = build(model, strategy, cached_decoder)
         device = next(model.parameters()).device
         logits = decoder.prefill(torch.zeros(1, 1, dtype=torch.long, device=device))
-        best = float("inf")
+        best = math.inf
         for _ in range(2):
-            for _ in range(3):
-                logits = decoder.step(logits.argmax(-1, keepdim=True))
             t = time.perf_counter()
-            for _ in range(steps):
+            for i in range(3 + steps):
+                if i == 3:  # the first 3 warm up
+                    t = time.perf_counter()
                 logits = decoder.step(logits.argmax(-1, keepdim=True))
+                # Warm-up steps (cold caches, first allocations) get five times the limit.
+                if time.perf_counter() - t > limit * (5 * (i + 1) if i < 3 else i - 2):
+                    return math.inf
             best = min(best, (time.perf_counter() - t) / steps)
         return best
     finally:
@@ -119,6 +129,8 @@ def choose(model, cached_decoder: Callable, bf16: bool = False, measure=seconds_
     threads = torch.get_num_threads()
     key = (repr(model.cfg), str(device), threads, bf16)
     if key not in _CHOSEN:
-        timings = {s: measure(model, s, cached_decoder) for s in candidates(model, threads, bf16)}
+        timings: dict[Strategy, float] = {}
+        for s in candidates(model, threads, bf16):  # each may give up at twice the best time so far
+            timings[s] = measure(model, s, cached_decoder, limit=2 * min(timings.values(), default=math.inf))
         _CHOSEN[key] = fastest(timings)
     return _CHOSEN[key]
