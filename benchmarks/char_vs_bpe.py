@@ -9,7 +9,7 @@ bytes.
 
 Equal time on a shared machine: the trainer has no time budget, and other jobs on the CPU change a
 step's time by 2x or more from minute to minute. So the two runs are interleaved, one training step
-(Trainer._train_step: batch, forward, backward, AdamW) of each in turn, and each run stops when its
+(Trainer.train_step: batch, forward, backward, AdamW) of each in turn, and each run stops when its
 own steps add up to ``--seconds``: outside load slows both alike. The learning rate follows the
 lab's schedule (linear warmup over the first 5%, cosine decay to lr/10) over each run's training
 time instead of its steps, since the step count is not known in advance.
@@ -72,7 +72,7 @@ def train_for(trainers: list[Trainer], seconds: float) -> list[tuple[int, float]
             point = int(SCHEDULE_POINTS * spent[i] / seconds)
             lr = lr_at(point, SCHEDULE_POINTS, SCHEDULE_POINTS // 20, cfg.lr, cfg.lr * cfg.min_lr_ratio)
             t = time.perf_counter()
-            trainer._train_step(lr)
+            trainer.train_step(lr)
             spent[i] += time.perf_counter() - t
             steps[i] += 1
     return list(zip(steps, spent))

@@ -49,7 +49,7 @@ def run(data: str, steps: int, batch: int, attn_dropout: float, tmp: Path):
         times = []
         for step in range(steps):
             t = time.perf_counter()
-            trainer._train_step(
+            trainer.train_step(
                 trainer.cfg.lr
                 if step >= trainer.cfg.warmup_steps
                 else trainer.cfg.lr * (step + 1) / trainer.cfg.warmup_steps

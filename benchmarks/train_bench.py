@@ -4,7 +4,7 @@
     python benchmarks/train_bench.py --device cuda --preset gpt2 --compile     # on a GPU
 
 The peak is measured here (a large matmul: fp32 on CPU, bf16 on CUDA) and printed beside the result.
-Each row runs the lab's own training step (Trainer._train_step: batch drawing, forward, backward,
+Each row runs the lab's own training step (Trainer.train_step: batch drawing, forward, backward,
 clipping, AdamW) on random text, and reports the median of --steps steps after 3 warm-up steps.
 """
 
@@ -49,7 +49,7 @@ def measure(data: Path, tmp: Path, args, dropout: float, compile_: bool):
     for _ in range(3 + args.steps):
         sync(trainer.device)
         t = time.perf_counter()
-        trainer._train_step(cfg.lr)
+        trainer.train_step(cfg.lr)
         sync(trainer.device)
         times.append(time.perf_counter() - t)
     ms = statistics.median(times[3:])
@@ -59,7 +59,7 @@ def measure(data: Path, tmp: Path, args, dropout: float, compile_: bool):
         from torch.profiler import profile
 
         with profile() as prof:
-            trainer._train_step(cfg.lr)
+            trainer.train_step(cfg.lr)
         print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12))
     return ms * 1e3, tokens / ms, achieved, times[0] * 1e3
 

@@ -1,9 +1,41 @@
 """Checks of single settings, shared by the config dataclasses: each raises LabError naming the setting."""
 
 import math
-from dataclasses import fields
+from dataclasses import Field, asdict, field, fields
 
 from minilab.errors import LabError
+
+
+def setting(default, help: str, **meta) -> Field:
+    """A config field with its help text (the flag's, in minilab/app/flags.py): the default is written only here.
+
+    ``meta`` may add ``choices`` (a tuple), ``metavar``, and ``shown`` (the default as help shows it,
+    where the field's own default is a stand-in such as None).
+    """
+    return field(default=default, metadata={"help": help, **meta})
+
+
+def shown_default(f: Field) -> str:
+    """A field's default as help texts and the docs write it: on/off, 0.001, 1000000, a word."""
+    if "shown" in f.metadata:
+        return str(f.metadata["shown"])
+    value = f.default
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+class DictConfig:
+    """What every config dataclass has: a JSON-ready dict (``to_dict``) and back (``from_dict``, strict)."""
+
+    what = "config"  # names the config in the error for unknown keys
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        return from_dict(cls, d, cls.what)
 
 
 def from_dict(cls, d: dict, what: str):

@@ -59,11 +59,15 @@ def json_bytes(obj) -> bytes:
     return (json.dumps(obj, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
 
 
-def read_json(path: Path) -> dict:
+def read_json(path: str | Path, what: str | None = None) -> dict:
+    """The JSON object in ``path``; a missing, unreadable or invalid file is a LabError naming ``what``."""
+    what = what or repr(str(path))
     try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
+        obj = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as e:
+        raise LabError(f"cannot read {what}: {e.strerror or e}") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise LabError(f"{str(path)!r} is not valid JSON ({e})") from None
+        raise LabError(f"{what} is not valid JSON ({e})") from None
     if not isinstance(obj, dict):
-        raise LabError(f"{str(path)!r} does not hold a JSON object")
+        raise LabError(f"{what} does not hold a JSON object")
     return obj

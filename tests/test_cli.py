@@ -159,6 +159,20 @@ def test_architecture_switches_from_the_command_line(tmp_path, monkeypatch, caps
 
 
 def test_time_budget_from_the_command_line(tmp_path, monkeypatch, capsys):
+    from minilab.training.clock import RunClock
+    from minilab.training.trainer import Trainer
+
+    # An injected clock that advances half a second per training step and stands still otherwise,
+    # so the budget's arithmetic is checked exactly, whatever the machine's load.
+    now = [100.0]
+    real_step = Trainer.train_step
+
+    def timed_step(self, lr):
+        now[0] += 0.5
+        return real_step(self, lr)
+
+    monkeypatch.setattr(RunClock, "now", staticmethod(lambda: now[0]))
+    monkeypatch.setattr(Trainer, "train_step", timed_step)
     shutil.copy(EXAMPLE, tmp_path / "t.txt")
     args = ["train", "--data", "t.txt", *FAST, "--time_budget", "4", "--optimizer", "muon", "--schedule", "wsd"]
     code, out, err = cli(args, tmp_path, monkeypatch, capsys)
@@ -166,8 +180,8 @@ def test_time_budget_from_the_command_line(tmp_path, monkeypatch, capsys):
     assert "for 4s of wall clock in all" in out and "done: best val loss" in out
     summary = json.loads(next((tmp_path / "experiments").glob("*/summary.json")).read_text())
     # Called in-process, the clock starts with the call, not with the (older) test process; the run
-    # ends early enough to leave its last second for the exit.
-    assert summary["steps"] > 0 and 2 <= summary["wall_time_sec"] <= 3.5
+    # ends early enough to leave its last second for the exit: 3 s of training, 6 steps of 0.5 s.
+    assert summary["steps"] == 6 and summary["wall_time_sec"] == 3.0
 
 
 def test_generate_is_reproducible_with_seed(trained, monkeypatch, capsys):

@@ -60,9 +60,8 @@ def test_a_collective_returns_only_when_its_tensor_is_free():
 
 def test_waiting_for_a_collective_tensor_is_bounded():
     collective, released = _late_release(5.0)
-    t0 = time.monotonic()
     assert distributed._one_number(2.0, torch.device("cpu"), collective, wait_s=0.1) == 4.0
-    assert time.monotonic() - t0 < 2.0 and not released
+    assert not released  # it returned before the 5 s hold ended: the wait gave up (no timed window)
 
 
 @pytest.mark.slow

@@ -72,6 +72,21 @@ def test_fast_decoder_takes_only_the_classic_architecture():
         assert FastDecoder.supports(_model(arch)) == (arch in CLASSIC), arch
 
 
+def test_every_model_setting_is_declared_for_the_fast_path():
+    """A ModelConfig field added without an entry in FAST_DECODE_SUPPORTS fails here (and stays off the fast path)."""
+    from dataclasses import fields, make_dataclass
+
+    from minilab.model.config import FAST_DECODE_SUPPORTS, fast_decode_supports
+
+    assert {f.name for f in fields(ModelConfig)} == set(FAST_DECODE_SUPPORTS)
+    for name, allowed in FAST_DECODE_SUPPORTS.items():  # every listed value is one ModelConfig accepts
+        for value in allowed or ():
+            ModelConfig(**{name: value})
+    # A config with a switch nobody declared never takes the fast path, whatever its value.
+    Grown = make_dataclass("Grown", [("new_switch", bool, False)], bases=(ModelConfig,))
+    assert fast_decode_supports(ModelConfig()) and not fast_decode_supports(Grown())
+
+
 @pytest.mark.parametrize(("pos", "parts"), [("sinusoidal", 2), ("learned", 1)])
 @torch.no_grad()
 def test_fast_decoder_matches_the_model_at_the_seed_config(pos, parts):

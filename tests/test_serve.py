@@ -260,3 +260,13 @@ def test_serve_command_prints_the_url_warns_off_loopback_and_stops_on_ctrl_c(lab
 def test_the_limits_the_page_shows_are_the_servers(server):
     status, body = get_json(server, "/api/limits")
     assert status == 200 and body == {"max_prompt_chars": MAX_PROMPT_CHARS, "max_new_tokens": MAX_NEW_TOKENS}
+
+
+def test_the_pages_generation_defaults_are_the_librarys(server):
+    from dataclasses import asdict
+
+    from minilab.generation.sampling import SamplingConfig
+
+    status, body = get_json(server, "/api/sampling")
+    assert status == 200 and body == {k: v for k, v in asdict(SamplingConfig()).items() if v is not None}
+    assert body["temperature"] == 0.8  # generate's documented default (README: --temperature 0.8)

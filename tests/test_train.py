@@ -259,12 +259,16 @@ def test_a_time_budget_keeps_time_back_for_the_final_evaluation(tmp_path):
 
 
 def test_the_clock_of_a_command_line_run_starts_with_the_process():
-    import time
+    import os
 
-    from minilab.training.clock import process_start
+    from minilab.training.clock import process_age
 
-    age = time.perf_counter() - process_start()
-    assert 0.05 < age < 600  # this test process started (and imported torch) well before now
+    # A process named with a space and a parenthesis, started 250 ticks (2.5 s) after boot, read at 12.5 s.
+    stat = "4242 (my (odd) name) S " + " ".join(["0"] * 18) + " 250 0 0"
+    assert process_age(stat, "12.50 40.00", 100) == pytest.approx(10.0)
+    with open("/proc/self/stat") as f, open("/proc/uptime") as g:  # this test process, read the same way
+        age = process_age(f.read(), g.read(), os.sysconf("SC_CLK_TCK"))
+    assert 0.05 < age  # this test process started (and imported torch) before now
 
 
 def test_time_budget_ends_the_run_mid_epoch_with_an_evaluation(tmp_path):
@@ -332,3 +336,21 @@ def test_threads_sets_the_processes_cpu_threads(tmp_path):
         torch.set_num_threads(1)  # as tests/conftest.py has it
     with pytest.raises(LabError, match="threads must be between 0 and 1024"):
         tiny_train_config(tmp_path, threads=-1)
+
+
+def test_the_runs_settings_are_finished_before_it_starts(tmp_path):
+    """After set-up no automatic setting is left: batch size, steps per epoch and warmup are numbers."""
+    from minilab.training.optim import AUTO_WARMUP_MAX_STEPS, AUTO_WARMUP_SHARE
+
+    quiet = dict(log=lambda *_: None, progress=False)
+    auto = dict(batch_size=0, steps_per_epoch=0, warmup_steps=-1)
+    trainer = Trainer(tiny_train_config(tmp_path / "a", **auto), _model_cfg(), **quiet)
+    cfg, n_train, window = trainer.cfg, len(trainer.splits.train), trainer.splits.window
+    assert cfg.batch_size == min(32, math.ceil(n_train / window)) >= 8  # a text of fewer than 32 windows
+    assert cfg.steps_per_epoch == max(50, math.ceil(n_train / (cfg.batch_size * window)))
+    assert cfg.warmup_steps == trainer.schedule.warmup_steps == min(100, cfg.epochs * cfg.steps_per_epoch // 10)
+    assert trainer.schedule.warmup_share == 0
+    # A budgeted run's warmup is a share of its time (or 100 steps): its schedule holds both, no -1.
+    budgeted = Trainer(tiny_train_config(tmp_path / "b", time_budget=30, **auto), _model_cfg(), **quiet)
+    assert budgeted.schedule.warmup_steps == AUTO_WARMUP_MAX_STEPS
+    assert budgeted.schedule.warmup_share == AUTO_WARMUP_SHARE

@@ -7,12 +7,11 @@ dashes (``--batch-size``). A problem with the input is one line on stderr and ex
 import argparse
 import os
 import sys
+from dataclasses import asdict
 
 from minilab.app.flags import build_parser
-from minilab.app.settings import resolve_settings, resume_configs
+from minilab.app.settings import run_configs
 from minilab.errors import LabError
-from minilab.model.config import ModelConfig
-from minilab.training.config import TrainConfig
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -171,15 +170,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     # Run as a program, the clock of a --time_budget starts with the process (imports included);
     # called in-process (a notebook, a test), it starts now.
     started = process_start() if args.as_program else None
-    train_flags, model_flags = resolve_settings(given, getattr(args, "config", None), getattr(args, "preset", None))
-    if "resume" in args:
-        ckpt = load_checkpoint(resolve_checkpoint(args.resume))
-        train_cfg, _ = resume_configs(ckpt, train_flags, model_flags)
-        trainer = Trainer(train_cfg, resume=ckpt, started=started)
-    else:
-        if "data" not in train_flags:
-            raise LabError("train needs --data FILE (the text to learn from)")
-        trainer = Trainer(TrainConfig(**train_flags), ModelConfig(**model_flags), started=started)
+    ckpt = load_checkpoint(resolve_checkpoint(args.resume)) if "resume" in args else None
+    train_cfg, model_cfg = run_configs(given, getattr(args, "config", None), getattr(args, "preset", None), ckpt)
+    trainer = Trainer(train_cfg, None if ckpt else model_cfg, resume=ckpt, started=started)
     result = trainer.fit()
     if trainer.dist.is_main:  # under torchrun, one report
         print(
@@ -194,11 +187,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from minilab.checkpoint import load_model
     from minilab.device import resolve_device
     from minilab.generation.interactive import run_interactive
-    from minilab.generation.sampling import check_sampling
+    from minilab.generation.sampling import SamplingConfig
     from minilab.generation.textgen import generate_texts, stream_text
     from minilab.training.data import read_text
 
-    check_sampling(args.temperature, args.top_k, args.top_p, args.max_new_tokens)
+    sampling = SamplingConfig(args.max_new_tokens, args.temperature, args.top_k, args.top_p, args.seed)
     if not 1 <= args.num_samples <= 1000:
         raise LabError(f"--num_samples must be between 1 and 1000, got {args.num_samples}")
     if args.prompt is not None and args.prompt_file is not None:
@@ -214,15 +207,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     model, tokenizer, _ = load_model(args.checkpoint, device)
     tokenizer.encode(prompt)  # unseen characters are an error before anything is printed
-    settings = dict(
-        max_new_tokens=args.max_new_tokens,
-        temperature=args.temperature,
-        top_k=args.top_k,
-        top_p=args.top_p,
-        seed=args.seed,
-    )
+    settings = asdict(sampling)
     if args.interactive:
-        return run_interactive(model, tokenizer, settings, stop)
+        return run_interactive(model, tokenizer, sampling, stop)
     if args.num_samples == 1:
         print(prompt, end="", flush=True)
         for piece in stream_text(model, tokenizer, prompt, stop=stop, **settings):

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from minilab.errors import LabError
+from minilab.files import read_json
 
 IGNORED = {"train.run_name", "train.out_dir", "train.experiments_dir"}  # differ by construction
 
@@ -68,13 +69,7 @@ def load_run(path: Path) -> Run:
 def _json(file: Path, run: Path) -> dict:
     if not file.is_file():
         raise LabError(f"{str(run)!r} is not a run directory (it has no {file.name})")
-    try:
-        obj = json.loads(file.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise LabError(f"{str(file)!r} is not valid JSON ({e})") from None
-    if not isinstance(obj, dict):
-        raise LabError(f"{str(file)!r} does not hold a JSON object")
-    return obj
+    return read_json(file)
 
 
 def differences(runs: list[Run]) -> tuple[list[str], list[dict]]:

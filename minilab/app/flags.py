@@ -6,12 +6,14 @@ and a config file can tell them apart from defaults.
 """
 
 import argparse
-from dataclasses import MISSING, fields
+from dataclasses import Field, fields
 
 from minilab.app.settings import PRESETS
-from minilab.model.config import MLPS, NORMS, POS_ENCODINGS
+from minilab.checks import shown_default
+from minilab.generation.sampling import SamplingConfig
+from minilab.model.config import ModelConfig
 from minilab.tokenizers.char import TOKENIZERS
-from minilab.training.config import OPTIMIZERS, SCHEDULES, TrainConfig
+from minilab.training.config import TrainConfig
 
 
 class _Parser(argparse.ArgumentParser):
@@ -34,9 +36,22 @@ def _switch(parser, name: str, help: str) -> None:
     parser.add_argument(*off, dest=name, action="store_const", const=False, default=argparse.SUPPRESS)
 
 
-def _default(cls, name):
-    f = next(f for f in fields(cls) if f.name == name)
-    return f.default if f.default is not MISSING else None
+def _setting(parser, f: Field, default=argparse.SUPPRESS) -> None:
+    """The flag of one config field: its type, choices and help (with the default) all read from the field.
+
+    ``default`` SUPPRESS (train): only the flags the user typed appear, so a resume, a preset and a
+    config file can tell them from defaults.
+    """
+    meta = f.metadata
+    shown = "" if f.name == "data" else f" (default {shown_default(f)})"  # --data has none to show
+    help = (meta["help"] + shown).replace("%", "%%")  # argparse formats help with %
+    if f.type is bool:
+        return _switch(parser, f.name, help)
+    kind = int if f.type == int | None else f.type  # int | None: TrainConfig.vocab_size
+    extra = {"choices": meta["choices"]} if "choices" in meta else {}
+    if "metavar" in meta:
+        extra["metavar"] = meta["metavar"]
+    _flag(parser, f.name, type=kind, default=default, help=help, **extra)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,64 +66,14 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train a model on a text file (or resume training)", allow_abbrev=False)
     # SUPPRESS: only the flags the user typed appear, so a resume can tell them from defaults.
     s = argparse.SUPPRESS
-    _flag(t, "data", metavar="FILE", default=s, help="UTF-8 text file, or a directory made by `prepare` (required)")
+    _setting(t, fields(TrainConfig)[0])  # --data
     _flag(t, "resume", metavar="CKPT", default=s, help="continue training from this checkpoint")
     _flag(t, "preset", choices=PRESETS, default=s, help="start from a named recipe (flags and --config override it)")
     _flag(t, "config", metavar="FILE", default=s, help="settings from a .toml or .json file (flags override it)")
-    _flag(t, "epochs", type=int, default=s, help="train until this epoch (default 10)")
-    _flag(t, "batch_size", type=int, default=s, help="sequences per step (default 32; fewer for a tiny text)")
-    _flag(t, "steps_per_epoch", type=int, default=s, help="steps per epoch (default: one pass over the text, >= 50)")
-    _flag(t, "lr", type=float, default=s, help=f"peak learning rate (default {_default(TrainConfig, 'lr')})")
-    _flag(t, "min_lr_ratio", type=float, default=s, help="final lr as a fraction of --lr (default 0.1)")
-    _flag(t, "warmup_steps", type=int, default=s, help="linear warmup steps (default: 10%% of steps, <= 100)")
-    _flag(t, "weight_decay", type=float, default=s, help="AdamW weight decay (default 0.1)")
-    _flag(t, "grad_clip", type=float, default=s, help="clip gradient norm to this, 0 = off (default 1.0)")
-    _flag(t, "val_fraction", type=float, default=s, help="share of the text held out (default 0.1)")
-    _flag(t, "seed", type=int, default=s, help="random seed for a reproducible run (default 1337)")
-    _flag(t, "device", default=s, help="auto | cpu | cuda | mps (default auto: cuda, then mps, then cpu)")
-    _flag(t, "out_dir", metavar="DIR", default=s, help="where checkpoints go (default checkpoints)")
-    _flag(t, "experiments_dir", metavar="DIR", default=s, help="where run logs go (default experiments)")
-    _flag(t, "run_name", default=s, help="name of this run's experiment folder (default: time and data name)")
-    _flag(t, "sample_length", type=int, default=s, help="tokens sampled into samples.txt per epoch (200)")
-    _flag(t, "grad_accum", type=int, default=s, help="micro-batches per optimizer step (default 1)")
-    _flag(t, "compile", action="store_true", default=s, help="torch.compile the model for training")
-    _flag(t, "eval_tokens", type=int, default=s, help="validation tokens scored per epoch, 0 = all (1000000)")
-    _flag(t, "save_every_steps", type=int, default=s, help="also save checkpoint.pt every N steps (default 0 = off)")
-    _flag(t, "keep_last", type=int, default=s, help="keep only the newest K checkpoint_epoch_N.pt (default 0 = all)")
-    _flag(t, "optimizer", choices=OPTIMIZERS, default=s, help="adamw, or muon for the blocks' weight matrices (adamw)")
-    _flag(t, "schedule", choices=SCHEDULES, default=s, help="lr after warmup: cosine, wsd or constant (cosine)")
-    _flag(
-        t,
-        "time_budget",
-        type=float,
-        metavar="SECONDS",
-        default=s,
-        help="train for this much wall clock instead of --epochs, the lr schedule laid out over it (default 0 = off)",
-    )
-    _switch(t, "tensorboard", "also log losses, lr and tokens/s for TensorBoard if it is installed (default off)")
-    _flag(t, "threads", type=int, default=s, help="CPU threads for training, 0 = one per core (default 0)")
-    _flag(t, "context_length", type=int, default=s, help="tokens the model attends over (default 256)")
-    _flag(t, "d_model", type=int, default=s, help="model width (default 256)")
-    _flag(t, "n_heads", type=int, default=s, help="attention heads (default 8)")
-    _flag(t, "n_layers", type=int, default=s, help="transformer blocks (default 4)")
-    _flag(t, "d_ff", type=int, default=s, help="feed-forward hidden width (default 1024)")
-    _flag(t, "dropout", type=float, default=s, help="dropout rate (default 0.1)")
-    _flag(t, "pos_encoding", choices=POS_ENCODINGS, default=s, help="position encoding (default sinusoidal)")
-    _flag(t, "tokenizer", choices=TOKENIZERS, default=s, help="char (default: one token per character) or bpe")
-    _flag(t, "vocab_size", type=int, default=s, help="with --tokenizer bpe: 256 bytes + merges to learn (default 512)")
-    _flag(t, "norm", choices=NORMS, default=s, help="normalisation in every block (default layernorm)")
-    _switch(t, "qk_norm", "normalise queries and keys per head before attention (default off)")
-    _flag(
-        t,
-        "mlp",
-        choices=MLPS,
-        default=s,
-        help="feed-forward activation (default gelu); swiglu uses a hidden width of 2/3 d_ff, "
-        "so the parameter count stays about the same",
-    )
-    _switch(t, "tie_embeddings", "share the token embedding with the output head (default on; --no_tie_embeddings)")
-    _switch(t, "bias", "biases in linear layers and layer norms (default on; --no_bias)")
-    _flag(t, "logit_softcap", type=float, default=s, metavar="C", help="logits = C tanh(logits / C), 0 = off (0)")
+    # Every training and model setting is a flag, generated from its config field (a model's
+    # vocabulary comes from its data, so ModelConfig.vocab_size is none).
+    for f in fields(TrainConfig)[1:] + tuple(f for f in fields(ModelConfig) if f.name != "vocab_size"):
+        _setting(t, f)
 
     g = sub.add_parser("generate", help="generate text from a checkpoint", allow_abbrev=False)
     _flag(
@@ -134,18 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="keep the model loaded and answer each line typed (/help lists commands)",
     )
-    _flag(g, "max_new_tokens", type=int, default=200, help="tokens to generate (default 200)")
-    _flag(
-        g,
-        "temperature",
-        type=float,
-        default=0.8,
-        help="above 1 flattens the distribution (more random), below 1 sharpens it; 0 = greedy (default 0.8)",
-    )
-    _flag(g, "top_k", type=int, default=0, help="keep only the k most likely tokens, 0 = off (default 0)")
-    _flag(g, "top_p", type=float, default=1.0, help="keep the smallest set reaching probability p (default 1.0)")
+    for f in fields(SamplingConfig):  # --max_new_tokens, --temperature, --top_k, --top_p, --seed
+        _setting(g, f, default=f.default)
     _flag(g, "num_samples", type=int, default=1, help="how many continuations, generated as one batch (default 1)")
-    _flag(g, "seed", type=int, default=None, help="random seed (default: different each run)")
     _flag(g, "device", default="auto", help="auto | cpu | cuda | mps (default auto)")
 
     i = sub.add_parser("info", help="show a model's config, parameters, vocabulary and history", allow_abbrev=False)

@@ -13,12 +13,14 @@ import math
 import socket
 import threading
 import time
+from dataclasses import asdict
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from minilab.errors import LabError
+from minilab.files import read_json
 
 MAX_PROMPT_CHARS = 2000  # longer prompts are refused: the page is for trying a model, not for bulk work
 MAX_NEW_TOKENS = 2000  # per generate request, so one click cannot keep the CPU busy for an hour
@@ -177,23 +179,24 @@ class Lab:
 
 def sampling_settings(q: dict) -> dict:
     """Generation settings from query parameters; a bad value is a 400 with a one-line message."""
-    from minilab.generation.sampling import check_sampling
+    from minilab.generation.sampling import SamplingConfig
 
+    d = SamplingConfig  # the defaults, as the command line's
     settings = dict(
         prompt=q.get("prompt", ""),
-        temperature=_param(q, "temperature", float, 0.8),
-        top_k=_param(q, "top_k", int, 0),
-        top_p=_param(q, "top_p", float, 1.0),
-        max_new_tokens=_param(q, "max_new_tokens", int, 200),
-        seed=_param(q, "seed", int, None),
+        max_new_tokens=_param(q, "max_new_tokens", int, d.max_new_tokens),
+        temperature=_param(q, "temperature", float, d.temperature),
+        top_k=_param(q, "top_k", int, d.top_k),
+        top_p=_param(q, "top_p", float, d.top_p),
+        seed=_param(q, "seed", int, d.seed),
     )
     _check_prompt(settings["prompt"])
     if settings["seed"] is not None and not 0 <= settings["seed"] < 2**63:
         raise HTTPError(400, f"seed must be between 0 and 2**63 - 1, got {settings['seed']}")
     if not 1 <= settings["max_new_tokens"] <= MAX_NEW_TOKENS:
         raise HTTPError(400, f"max_new_tokens must be between 1 and {MAX_NEW_TOKENS}, got {settings['max_new_tokens']}")
-    check_sampling(settings["temperature"], settings["top_k"], settings["top_p"], settings["max_new_tokens"])
-    return settings
+    sampling = SamplingConfig(**{k: v for k, v in settings.items() if k != "prompt"})  # checked here
+    return {"prompt": settings["prompt"], **asdict(sampling)}
 
 
 def _check_prompt(prompt: str) -> None:
@@ -230,8 +233,8 @@ def _number(v: str):
 
 def _read_json(path: Path):
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return read_json(path)
+    except LabError:
         return None  # a run still starting (no summary yet) or a damaged file: shown as missing
 
 
@@ -296,6 +299,10 @@ class Handler(BaseHTTPRequestHandler):
             return self._json(lab.model_info(q.get("checkpoint", "")))
         if route == ["limits"]:
             return self._json({"max_prompt_chars": MAX_PROMPT_CHARS, "max_new_tokens": MAX_NEW_TOKENS})
+        if route == ["sampling"]:  # the generate form's start values: the library's defaults
+            from minilab.generation.sampling import SamplingConfig
+
+            return self._json({k: v for k, v in asdict(SamplingConfig()).items() if v is not None})
         if route == ["attention"]:
             return self._json(lab.attention(q.get("checkpoint", ""), q.get("prompt", "")))
         if route == ["generate"] and self.command == "GET":

@@ -1,10 +1,11 @@
 """Named recipes (``--preset``) and settings files (``--config``), merged with the flags typed.
 
 Precedence, highest first: flags on the command line > the config file > the preset > the
-defaults in ``config.py``. A config file is TOML or JSON holding a flat table of any training or
-model setting (the same names as the flags, with underscores), and may name a ``preset`` itself.
-An unknown name or a value of the wrong type is an error that names the file and the key.
-A resumed run takes its settings from the checkpoint instead (``resume_configs``).
+defaults in the config dataclasses; ``run_configs`` is the one place that carries it out. A config
+file is TOML or JSON holding a flat table of any training or model setting (the same names as the
+flags, with underscores), and may name a ``preset`` itself. An unknown name or a value of the wrong
+type is an error that names the file and the key. A resumed run takes its settings from the
+checkpoint instead of the preset and the defaults (``resume_configs``).
 """
 
 import difflib
@@ -143,6 +144,18 @@ def resolve_settings(flags: dict, config_file: str | None = None, preset: str | 
     train = {k: v for k, v in merged.items() if k in TRAIN_KEYS}
     model = {k: v for k, v in merged.items() if k in MODEL_KEYS}
     return train, model
+
+
+def run_configs(
+    flags: dict, config_file: str | None = None, preset: str | None = None, ckpt: dict | None = None
+) -> tuple[TrainConfig, ModelConfig]:
+    """The settings of a training run: flags > config file > preset > defaults, or, resuming ``ckpt``, > its own."""
+    train, model = resolve_settings(flags, config_file, preset)
+    if ckpt is not None:
+        return resume_configs(ckpt, train, model)
+    if "data" not in train:
+        raise LabError("train needs --data FILE (the text to learn from)")
+    return TrainConfig(**train), ModelConfig(**model)
 
 
 def resume_configs(ckpt: dict, train_flags: dict, model_flags: dict) -> tuple[TrainConfig, ModelConfig]:

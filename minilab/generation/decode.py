@@ -11,48 +11,32 @@ import torch
 from minilab.generation import strategy
 from minilab.generation.fastdecode import FastDecoder
 from minilab.generation.sampling import sample_next
-from minilab.model.kvcache import KVCache, default_keep, prefill
+from minilab.generation.window import SlidingDecoder
+from minilab.model.kvcache import KVCache, prefill
 
 
-class CachedDecoder:
+class CachedDecoder(SlidingDecoder):
     """Owns a KV cache for a batch of sequences: feed it tokens, get next-token logits back.
 
-    The prompt is prefilled in one forward pass, then each new token costs one position. Absolute
-    position encodings tie every cached key to its position, so the window cannot simply roll: when
-    the cache is full, the decoder keeps the last ``keep`` tokens (half the context by default)
-    and prefills them again at positions 0..keep-1, then goes on one token at a time. Keeping half
-    means a re-prefill (a forward pass over ``keep`` tokens) every ``context - keep`` new tokens:
-    keeping more gives each token more context after the first slide, at the price of longer and
-    more frequent re-prefills (keeping 3/4 costs about three times as much re-prefill time).
+    The prompt is prefilled in one forward pass, then each new token costs one position; when the
+    cache is full the window slides (minilab/generation/window.py).
     """
 
     def __init__(self, model, batch_size: int, keep: int | None = None):
-        self.model = model
-        self.ctx = model.cfg.context_length
-        self.keep = keep if keep is not None else default_keep(self.ctx)
-        if not 1 <= self.keep <= self.ctx:
-            raise ValueError(f"keep must be in 1..{self.ctx}, got {self.keep}")
         self.cache = KVCache.for_model(model, batch_size)
-        self.window = torch.zeros(batch_size, self.ctx, dtype=torch.long, device=self.cache.k.device)
+        super().__init__(model, batch_size, keep, self.cache.k.device)
 
-    def tokens(self) -> torch.Tensor:
-        """The token ids whose keys and values are in the cache now. (B, length)"""
-        return self.window[:, : self.cache.length]
+    @property
+    def length(self) -> int:
+        return self.cache.length
 
-    def prefill(self, idx: torch.Tensor) -> torch.Tensor:
-        """Start over from ``idx`` (B, T), keeping its last ``context_length`` tokens. Returns logits (B, V)."""
-        idx = idx[:, -self.ctx :]
+    def _prefill(self, idx: torch.Tensor) -> torch.Tensor:
         self.cache.reset()
-        self.window[:, : idx.size(1)] = idx
         return prefill(self.model, idx, self.cache)
 
-    def step(self, next_id: torch.Tensor) -> torch.Tensor:
-        """Append one token per sequence (B, 1) and return the logits that follow it (B, V)."""
-        n = self.cache.length
-        if n == self.ctx:  # full: slide the window and re-encode what is kept
-            return self.prefill(torch.cat([self.window[:, n - self.keep + 1 :], next_id], dim=1))
+    def _step(self, n: int, next_id: torch.Tensor) -> torch.Tensor:
         self.window[:, n] = next_id[:, 0]
-        logits, _ = self.model(next_id, cache=self.cache)
+        logits, _ = self.model(next_id, cache=self.cache)  # (B, 1, V)
         return logits[:, -1, :]
 
 

@@ -22,12 +22,14 @@ and so that both cores read weights at once:
   masked, because a new token may see every cached position.
 
 The prompt is prefilled by the model itself (one forward pass with a ``KVCache`` whose buffers are
-views of the decoder's rows, so its keys and values land where the step reads them). Like
-``CachedDecoder``, when the context is full the decoder keeps the last ``keep`` tokens and
-prefills them again. Tests compare its logits with the model's full forward pass at every position.
+views of the decoder's rows, so its keys and values land where the step reads them). When the
+context is full the window slides as ``CachedDecoder``'s does (one logic: window.py). Tests compare
+its logits with the model's full forward pass at every position.
 
-Only batch 1 of the classic architecture takes this path (``FastDecoder.supports``); batches and
-other architectures go through ``CachedDecoder``, where the same few calls already serve many rows.
+Only batch 1 of the classic architecture takes this path (``FastDecoder.supports``, read from
+``FAST_DECODE_SUPPORTS`` in minilab/model/config.py, where every ModelConfig field is declared);
+batches and other architectures go through ``CachedDecoder``, where the same few calls already
+serve many rows.
 """
 
 import math
@@ -35,7 +37,9 @@ import math
 import torch
 import torch.nn.functional as F
 
-from minilab.model.kvcache import KVCache, default_keep, prefill
+from minilab.generation.window import SlidingDecoder
+from minilab.model.config import fast_decode_supports
+from minilab.model.kvcache import KVCache, prefill
 
 SQRT_HALF = math.sqrt(0.5)
 MIN_BLOCK_COLUMNS = 64  # see default_parts
@@ -101,38 +105,24 @@ class _Layer:
         self.out_w = column_blocks(mlp.proj.weight.t(), parts, SQRT_HALF, mlp.proj.bias)  # (parts, d_ff+1, C/parts)
 
 
-class FastDecoder:
+class FastDecoder(SlidingDecoder):
     """KV-cached decoding of a single sequence; same interface as ``CachedDecoder`` with batch 1."""
 
     @staticmethod
     def supports(model) -> bool:
-        """True for the architecture this step spells out: the seed's classic GPT, in eval mode.
+        """True for the architecture this step spells out, in eval mode: ``FAST_DECODE_SUPPORTS`` next to ModelConfig.
 
         Any other switch (rope or no positions, RMSNorm, QK-norm, relu2 or SwiGLU, no biases, an
         untied head, logit soft-capping) goes through ``CachedDecoder``, which runs the model itself.
         """
-        cfg = model.cfg
-        classic = (
-            cfg.pos_encoding in ("sinusoidal", "learned")
-            and cfg.norm == "layernorm"
-            and not cfg.qk_norm
-            and cfg.mlp == "gelu"
-            and cfg.bias
-            and cfg.tie_embeddings
-            and cfg.logit_softcap == 0
-        )
-        return classic and not model.training
+        return fast_decode_supports(model.cfg) and not model.training
 
     @torch.no_grad()
     def __init__(self, model, keep: int | None = None, parts: int | None = None):
         cfg = model.cfg
-        self.model = model
-        self.ctx = cfg.context_length
-        self.keep = keep if keep is not None else default_keep(self.ctx)
-        if not 1 <= self.keep <= self.ctx:
-            raise ValueError(f"keep must be in 1..{self.ctx}, got {self.keep}")
         w = model.tok_emb.weight.detach()
         dev, dt = w.device, w.dtype
+        super().__init__(model, 1, keep, dev)
         C, nh, L = cfg.d_model, cfg.n_heads, cfg.n_layers
         p = parts if parts is not None else default_parts(C, cfg.d_ff, dev)
         if p < 1 or C % p or cfg.d_ff % p:
@@ -157,7 +147,6 @@ class FastDecoder:
         # write the keys and values where the step reads them.
         self.prefill_cache = KVCache.over(keys.transpose(1, 2).unsqueeze(1), self.values.unsqueeze(1))
         self.length = 0
-        self.window = torch.zeros(1, self.ctx, dtype=torch.long, device=dev)
         # Work buffers, reused every step; the trailing 1s multiply the bias rows.
         self.x = torch.empty(1, C, device=dev, dtype=dt)
         self.y = torch.ones(1, C + 1, device=dev, dtype=dt)
@@ -171,17 +160,10 @@ class FastDecoder:
         self.x_out, self.h_out = self.x.view(p, 1, -1), self.h.view(p, 1, -1)
         self.y_in, self.g_full = self.y.expand(p, 1, -1), self.g.expand(p, 1, -1)
 
-    def tokens(self) -> torch.Tensor:
-        """The token ids whose keys and values are in the cache now. (1, length)"""
-        return self.window[:, : self.length]
-
     @torch.inference_mode()
-    def prefill(self, idx: torch.Tensor) -> torch.Tensor:
-        """Start over from ``idx`` (1, T), keeping its last ``context_length`` tokens. Returns logits (1, V)."""
-        idx = idx[:, -self.ctx :]
+    def _prefill(self, idx: torch.Tensor) -> torch.Tensor:
         self.prefill_cache.reset()
         logits = prefill(self.model, idx, self.prefill_cache)
-        self.window[:, : idx.size(1)] = idx
         self.length = idx.size(1)
         return logits
 
@@ -200,11 +182,8 @@ class FastDecoder:
         return zip(self.layers, rows, queries, keys_t, values)
 
     @torch.inference_mode()
-    def step(self, next_id: torch.Tensor) -> torch.Tensor:
-        """Append one token (1, 1) and return the logits that follow it (1, V)."""
-        n = self.length
-        if n == self.ctx:  # full: slide the window and re-encode what is kept
-            return self.prefill(torch.cat([self.window[:, n - self.keep + 1 :], next_id], dim=1))
+    def _step(self, n: int, next_id: torch.Tensor) -> torch.Tensor:
+        """One token (1, 1) at position n: the model's maths spelled out; returns the logits after it (1, V)."""
         tok = int(next_id)
         self.window[0, n] = tok
         C, p, x, h, g_in, y_heads = self.C, self.parts, self.x, self.h, self.g_in, self.y_heads

@@ -6,9 +6,10 @@ really starts with '/' is typed with two: '//etc' sends '/etc'.
 """
 
 import sys
+from dataclasses import asdict, replace
 
 from minilab.errors import LabError
-from minilab.generation.sampling import check_sampling
+from minilab.generation.sampling import SamplingConfig
 from minilab.generation.textgen import stream_text
 
 HELP = (
@@ -18,10 +19,12 @@ HELP = (
 SETTINGS = {"temperature": float, "top_k": int, "top_p": float, "max_new_tokens": int, "seed": int}
 
 
-def run_interactive(model, tokenizer, settings: dict, stop=(), stdin=None, stdout=None, stderr=None) -> int:
+def run_interactive(
+    model, tokenizer, settings: SamplingConfig | dict, stop=(), stdin=None, stdout=None, stderr=None
+) -> int:
     """Read prompts from ``stdin`` until /quit or end of input; stream each answer to ``stdout``."""
     stdin, stdout, stderr = stdin or sys.stdin, stdout or sys.stdout, stderr or sys.stderr
-    settings = dict(settings)
+    state = {"sampling": settings if isinstance(settings, SamplingConfig) else SamplingConfig(**settings)}
     tty = stdin.isatty()
     print(f"interactive mode: the model knows {tokenizer.vocab_size} {tokenizer.kind} tokens. {HELP}", file=stderr)
     while True:
@@ -32,14 +35,14 @@ def run_interactive(model, tokenizer, settings: dict, stop=(), stdin=None, stdou
             break
         line = line.rstrip("\r\n")
         if line.startswith("/") and not line.startswith("//"):
-            if _command(line, settings, stderr):
+            if _command(line, state, stderr):
                 break
             continue
         prompt = line[1:] if line.startswith("//") else line
         try:
             tokenizer.encode(prompt)  # unseen characters (char tokenizer): say so before printing anything
             print(prompt, end="", file=stdout, flush=True)
-            for piece in stream_text(model, tokenizer, prompt, stop=stop, **settings):
+            for piece in stream_text(model, tokenizer, prompt, stop=stop, **asdict(state["sampling"])):
                 print(piece, end="", file=stdout, flush=True)
             print(file=stdout, flush=True)
         except LabError as e:
@@ -47,8 +50,8 @@ def run_interactive(model, tokenizer, settings: dict, stop=(), stdin=None, stdou
     return 0
 
 
-def _command(line: str, settings: dict, stderr) -> bool:
-    """Apply one /command; True means leave."""
+def _command(line: str, state: dict, stderr) -> bool:
+    """Apply one /command to ``state['sampling']``; True means leave."""
     name, _, value = line[1:].partition(" ")
     name, value = name.strip(), value.strip()
     if name in ("quit", "exit", "q"):
@@ -56,16 +59,15 @@ def _command(line: str, settings: dict, stderr) -> bool:
     if name == "help":
         print(HELP, file=stderr)
     elif name == "settings":
-        print(" ".join(f"{k}={v}" for k, v in settings.items()), file=stderr)
+        print(" ".join(f"{k}={v}" for k, v in asdict(state["sampling"]).items()), file=stderr)
     elif name in SETTINGS:
         try:
             new = None if (name == "seed" and value == "off") else SETTINGS[name](value)
-            trial = {**settings, name: new}
-            check_sampling(trial["temperature"], trial["top_k"], trial["top_p"], trial["max_new_tokens"])
+            sampling = replace(state["sampling"], **{name: new})  # checked by SamplingConfig
         except (ValueError, LabError) as e:
             print(f"error: /{name} {value}: {e}", file=stderr)
         else:
-            settings[name] = new
+            state["sampling"] = sampling
             print(f"{name} = {new}", file=stderr)
     else:
         print(f"error: unknown command /{name}; {HELP}", file=stderr)

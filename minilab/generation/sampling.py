@@ -18,22 +18,46 @@ text: ids in, ids out.
 """
 
 import math
+from dataclasses import dataclass
 
 import torch
 
+from minilab.checks import setting
 from minilab.errors import LabError
+
+MAX_NEW_TOKENS = 1_000_000
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """How to sample text: the settings of ``generate``, the web page, interactive mode and the samples of a run.
+
+    Checked once, when made; the defaults here are the only ones (the flags' help reads them).
+    """
+
+    max_new_tokens: int = setting(200, "tokens to generate")
+    temperature: float = setting(
+        0.8, "above 1 flattens the distribution (more random), below 1 sharpens it; 0 = greedy"
+    )
+    top_k: int = setting(0, "keep only the k most likely tokens, 0 = off")
+    top_p: float = setting(1.0, "keep the smallest set of tokens reaching probability p, 1.0 = off")
+    seed: int | None = setting(None, "random seed", shown="none: a different draw each run")
+
+    def __post_init__(self) -> None:
+        t, k, p, n = self.temperature, self.top_k, self.top_p, self.max_new_tokens
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) or t < 0:
+            raise LabError(f"--temperature must be 0 (greedy) or a positive number, got {t}")
+        if isinstance(k, bool) or not isinstance(k, int) or k < 0:
+            raise LabError(f"--top_k must be 0 (off) or a positive whole number, got {k}")
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not (0 < p <= 1):
+            raise LabError(f"--top_p must be in (0, 1], got {p}")
+        if isinstance(n, bool) or not isinstance(n, int) or not (0 <= n <= MAX_NEW_TOKENS):
+            raise LabError(f"--max_new_tokens must be between 0 and {MAX_NEW_TOKENS}, got {n}")
 
 
 def check_sampling(temperature: float, top_k: int, top_p: float, max_new_tokens: int) -> None:
-    """Raise LabError for settings that cannot be sampled with."""
-    if not isinstance(temperature, (int, float)) or not math.isfinite(temperature) or temperature < 0:
-        raise LabError(f"--temperature must be 0 (greedy) or a positive number, got {temperature}")
-    if not isinstance(top_k, int) or top_k < 0:
-        raise LabError(f"--top_k must be 0 (off) or a positive whole number, got {top_k}")
-    if not isinstance(top_p, (int, float)) or not (0 < top_p <= 1):
-        raise LabError(f"--top_p must be in (0, 1], got {top_p}")
-    if not isinstance(max_new_tokens, int) or not (0 <= max_new_tokens <= 1_000_000):
-        raise LabError(f"--max_new_tokens must be between 0 and 1000000, got {max_new_tokens}")
+    """Raise LabError for settings that cannot be sampled with (``SamplingConfig``'s checks)."""
+    SamplingConfig(max_new_tokens, temperature, top_k, top_p)
 
 
 def top_k_filter(logits: torch.Tensor, k: int) -> torch.Tensor:

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import torch
 
 from minilab.generation.decode import generate
-from minilab.generation.sampling import check_sampling
+from minilab.generation.sampling import SamplingConfig
 from minilab.tokenizers.char import start_ids
 from minilab.tokenizers.utf8 import StreamDecoder
 
@@ -35,11 +35,10 @@ def _generator(device, seed: int | None) -> torch.Generator:
     return gen
 
 
-def _token_stream(model, tokenizer, prompt, batch_size, max_new_tokens, temperature, top_k, top_p, seed):
-    check_sampling(temperature, top_k, top_p, max_new_tokens)
+def _token_stream(model, tokenizer, prompt: str, batch_size: int, s: SamplingConfig):
     device = next(model.parameters()).device
     ids = torch.tensor([prompt_ids(tokenizer, prompt)] * batch_size, dtype=torch.long, device=device)
-    return generate(model, ids, max_new_tokens, temperature, top_k, top_p, _generator(device, seed))
+    return generate(model, ids, s.max_new_tokens, s.temperature, s.top_k, s.top_p, _generator(device, s.seed))
 
 
 def _find_stop(text: str, stop) -> int:
@@ -52,19 +51,22 @@ def stream_text(
     model,
     tokenizer,
     prompt: str,
-    max_new_tokens: int = 200,
-    temperature: float = 0.8,
-    top_k: int = 0,
-    top_p: float = 1.0,
-    seed: int | None = None,
+    max_new_tokens: int = SamplingConfig.max_new_tokens,
+    temperature: float = SamplingConfig.temperature,
+    top_k: int = SamplingConfig.top_k,
+    top_p: float = SamplingConfig.top_p,
+    seed: int | None = SamplingConfig.seed,
     stop=(),
 ) -> Iterator[str]:
-    """Yield the continuation of ``prompt`` piece by piece as the model produces it, up to a stop string."""
+    """Yield the continuation of ``prompt`` piece by piece as the model produces it, up to a stop string.
+
+    The sampling settings are ``SamplingConfig``'s (checked there); ``stream_text(..., **asdict(sampling))``.
+    """
     stop = [s for s in stop if s]
     hold = max((len(s) for s in stop), default=1) - 1  # characters that might start a stop string
     text, sent = "", 0
     decoder = StreamDecoder(tokenizer)
-    tokens = _token_stream(model, tokenizer, prompt, 1, max_new_tokens, temperature, top_k, top_p, seed)
+    tokens = _token_stream(model, tokenizer, prompt, 1, SamplingConfig(max_new_tokens, temperature, top_k, top_p, seed))
     for next_id in tokens:
         text += decoder.feed(next_id[0].tolist())
         cut = _find_stop(text, stop)
@@ -82,25 +84,16 @@ def stream_text(
         yield text[sent:end]
 
 
-def generate_texts(
-    model,
-    tokenizer,
-    prompt: str,
-    num_samples: int = 1,
-    max_new_tokens: int = 200,
-    temperature: float = 0.8,
-    top_k: int = 0,
-    top_p: float = 1.0,
-    seed: int | None = None,
-    stop=(),
-) -> list[str]:
-    """``num_samples`` continuations of ``prompt``, generated as one batch; each ends at its first stop string."""
+def generate_texts(model, tokenizer, prompt: str, num_samples: int = 1, stop=(), **sampling) -> list[str]:
+    """``num_samples`` continuations of ``prompt``, generated as one batch; each ends at its first stop string.
+
+    ``sampling``: any of ``SamplingConfig``'s fields (max_new_tokens, temperature, top_k, top_p, seed).
+    """
+    sampling = SamplingConfig(**sampling)
     stop = [s for s in stop if s]
     texts, done = [""] * num_samples, [False] * num_samples
     decoders = [StreamDecoder(tokenizer) for _ in range(num_samples)]
-    for next_ids in _token_stream(
-        model, tokenizer, prompt, num_samples, max_new_tokens, temperature, top_k, top_p, seed
-    ):
+    for next_ids in _token_stream(model, tokenizer, prompt, num_samples, sampling):
         for i, token in enumerate(next_ids[:, 0].tolist()):
             if not done[i]:
                 done[i] = _extend(texts, i, decoders[i].feed([token]), stop)

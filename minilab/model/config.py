@@ -4,9 +4,9 @@ A plain dataclass that turns into JSON-ready dicts (``to_dict``) and back (``fro
 so a checkpoint and an experiment folder carry exactly the settings that made it.
 """
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 
-from minilab.checks import check_bool, check_choice, check_float, check_int, from_dict
+from minilab.checks import DictConfig, check_bool, check_choice, check_float, check_int, setting
 from minilab.errors import LabError
 
 POS_ENCODINGS = ("sinusoidal", "learned", "rope", "none")
@@ -15,25 +15,33 @@ MLPS = ("gelu", "relu2", "swiglu")
 
 
 @dataclass
-class ModelConfig:
+class ModelConfig(DictConfig):
     """The shape of the transformer. Defaults are the seed's: 256 context, 256 wide, 8 heads, 4 layers."""
 
-    vocab_size: int = 65
-    context_length: int = 256  # longest sequence the model attends over (block_size in nanoGPT)
-    d_model: int = 256  # width of the residual stream (n_embd)
-    n_heads: int = 8  # attention heads per layer; each is d_model // n_heads wide
-    n_layers: int = 4  # transformer blocks
-    d_ff: int = 1024  # hidden width of the feed-forward network
-    dropout: float = 0.1  # dropout on embeddings and on each residual branch, during training only
-    pos_encoding: str = "sinusoidal"  # 'sinusoidal' (fixed, as the seed draws it), 'learned', 'rope' or 'none'
+    what = "model config"
+
+    vocab_size: int = setting(65, "tokens the model knows (set from the data's tokenizer)")
+    context_length: int = setting(256, "tokens the model attends over (block_size in nanoGPT)")
+    d_model: int = setting(256, "model width: the residual stream (n_embd)")
+    n_heads: int = setting(8, "attention heads per layer; each is d_model / n_heads wide")
+    n_layers: int = setting(4, "transformer blocks")
+    d_ff: int = setting(1024, "feed-forward hidden width (a fixed number, not a multiple of d_model)")
+    dropout: float = setting(0.1, "dropout on embeddings and on each residual branch, during training only")
+    pos_encoding: str = setting("sinusoidal", "position encoding (sinusoidal is the seed's)", choices=POS_ENCODINGS)
     # Architecture switches, one per idea; the defaults are the seed's classic GPT. A checkpoint
     # saved before a switch existed lacks its key and so loads with the default, as it was trained.
-    norm: str = "layernorm"  # 'layernorm' or 'rmsnorm' (scale only: no mean subtraction, no bias)
-    qk_norm: bool = False  # normalise queries and keys per head before attention
-    mlp: str = "gelu"  # 'gelu', 'relu2' (relu squared) or 'swiglu' (gated; hidden ~2/3 of d_ff)
-    tie_embeddings: bool = True  # the output head shares the token embedding matrix
-    bias: bool = True  # biases in the linear layers and layer norms
-    logit_softcap: float = 0.0  # logits = C * tanh(logits / C); 0 = off
+    norm: str = setting(
+        "layernorm", "normalisation in every block (rmsnorm: scale only, no mean, no bias)", choices=NORMS
+    )
+    qk_norm: bool = setting(False, "normalise queries and keys per head before attention")
+    mlp: str = setting(
+        "gelu",
+        "feed-forward activation; swiglu uses a hidden width of 2/3 d_ff, so the parameter count stays about the same",
+        choices=MLPS,
+    )
+    tie_embeddings: bool = setting(True, "share the token embedding with the output head")
+    bias: bool = setting(True, "biases in linear layers and layer norms")
+    logit_softcap: float = setting(0.0, "logits = C tanh(logits / C), 0 = off", metavar="C")
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "context_length", "d_model", "n_heads", "n_layers", "d_ff"):
@@ -54,9 +62,33 @@ class ModelConfig:
     def head_dim(self) -> int:
         return self.d_model // self.n_heads
 
-    def to_dict(self) -> dict:
-        return asdict(self)
 
-    @classmethod
-    def from_dict(cls, d: dict) -> "ModelConfig":
-        return from_dict(cls, d, "model config")
+# The fast decode path (minilab/generation/fastdecode.py) spells out one architecture: for every
+# ModelConfig field, the values it handles (None: any value). A field missing here keeps a model
+# off the fast path, and tests/test_kvcache.py fails until it is declared, so a new switch cannot
+# silently reach code that ignores it.
+FAST_DECODE_SUPPORTS: dict[str, tuple | None] = {
+    "vocab_size": None,
+    "context_length": None,
+    "d_model": None,
+    "n_heads": None,
+    "n_layers": None,
+    "d_ff": None,
+    "dropout": None,  # decoding runs in eval mode: no dropout
+    "pos_encoding": ("sinusoidal", "learned"),
+    "norm": ("layernorm",),
+    "qk_norm": (False,),
+    "mlp": ("gelu",),
+    "tie_embeddings": (True,),
+    "bias": (True,),
+    "logit_softcap": (0.0,),
+}
+
+
+def fast_decode_supports(cfg: ModelConfig) -> bool:
+    """True if every field of ``cfg`` is declared in FAST_DECODE_SUPPORTS and holds a value listed there."""
+    return all(
+        f.name in FAST_DECODE_SUPPORTS
+        and (FAST_DECODE_SUPPORTS[f.name] is None or getattr(cfg, f.name) in FAST_DECODE_SUPPORTS[f.name])
+        for f in fields(cfg)
+    )

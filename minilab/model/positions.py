@@ -2,7 +2,7 @@
 
 Attention by itself is blind to order: it compares every query with every key the same way
 wherever they sit. The seed adds a position vector to each token's embedding (the sinusoidal table
-below, or a learned table in ``model.py``). RoPE instead rotates the queries and keys, so that the
+below, or a learned table in ``gpt.py``). RoPE instead rotates the queries and keys, so that the
 score between two tokens depends on how far apart they are, not on where they are. A model can also
 go without any position signal ('none'): the causal mask alone lets it count how many tokens came
 before, and small models learn surprisingly well that way.

@@ -21,25 +21,31 @@ def process_start() -> float:
     """
     now = time.perf_counter()
     try:
-        with open("/proc/self/stat") as f:
-            start_ticks = int(f.read().rsplit(")", 1)[1].split()[19])  # field 22, 'starttime'
-        with open("/proc/uptime") as f:
-            age = float(f.read().split()[0]) - start_ticks / os.sysconf("SC_CLK_TCK")
+        with open("/proc/self/stat") as f, open("/proc/uptime") as g:
+            age = process_age(f.read(), g.read(), os.sysconf("SC_CLK_TCK"))
     except (OSError, ValueError, IndexError, AttributeError):
         return now
     return now - age if 0 <= age < 600 else now  # a clock that disagrees: count from now
 
 
+def process_age(stat: str, uptime: str, ticks_per_second: int) -> float:
+    """Seconds since a process started, from its /proc/PID/stat line and /proc/uptime."""
+    start_ticks = int(stat.rsplit(")", 1)[1].split()[19])  # field 22, 'starttime' (the name may hold spaces)
+    return float(uptime.split()[0]) - start_ticks / ticks_per_second
+
+
 class RunClock:
     """Seconds a run has taken, from ``started`` (a time.perf_counter() reading; default now) plus ``prior``."""
 
+    now = staticmethod(time.perf_counter)  # the time source; a test puts a fake clock here
+
     def __init__(self, started: float | None = None, prior: float = 0.0):
-        self.t0 = time.perf_counter() if started is None else started
+        self.t0 = self.now() if started is None else started
         self.prior = prior  # wall time of the run's earlier sessions (from the checkpoint)
         self.end_cost = 0.0  # seconds the last epoch's end (evaluation, checkpoints, logs) took
 
     def wall(self) -> float:
-        return self.prior + time.perf_counter() - self.t0
+        return self.prior + self.now() - self.t0
 
     def reserve(self) -> float:
         """Seconds kept back from a time budget for the run's end: the last epoch end's cost and the exit."""

@@ -1,49 +1,68 @@
-"""How to train: the run's typed settings, validated once when they are made."""
+"""How to train: the run's typed settings, validated once when they are made.
 
-from dataclasses import asdict, dataclass
+Each field carries its help text (``setting``): the train command's flags and their defaults in
+``--help`` are generated from these fields (minilab/app/flags.py), so a default is written once.
+"""
 
-from minilab.checks import check_bool, check_choice, check_float, check_int, from_dict
+from dataclasses import dataclass
+
+from minilab.checks import DictConfig, check_bool, check_choice, check_float, check_int, setting
 from minilab.errors import LabError
-from minilab.tokenizers.char import check_tokenizer_settings
+from minilab.tokenizers.bpe import DEFAULT_VOCAB_SIZE
+from minilab.tokenizers.char import TOKENIZERS, check_tokenizer_settings
 
 OPTIMIZERS = ("adamw", "muon")
 SCHEDULES = ("cosine", "wsd", "constant")
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(DictConfig):
     """How to train: data, length, batch, optimizer, schedule, evaluation and where files go."""
 
-    data: str = ""  # path of the training text
-    tokenizer: str = "char"  # 'char' (one token per character) or 'bpe' (byte-level BPE, minilab/tokenizers/bpe.py)
-    vocab_size: int | None = None  # BPE only: tokens to learn, 256 bytes + merges (None = 512)
-    epochs: int = 10  # train until this epoch number (on resume: the epoch to reach)
-    batch_size: int = 0  # sequences per optimizer step; 0 = auto: 32, fewer for a text smaller than that
-    steps_per_epoch: int = 0  # 0 = auto: enough batches to cover the training text once, at least 50
-    lr: float = 1e-3  # peak learning rate, reached after warmup
-    min_lr_ratio: float = 0.1  # cosine decay ends at lr * min_lr_ratio
-    warmup_steps: int = -1  # -1 = auto: 10% of all steps (of a --time_budget: of its time), at most 100
-    weight_decay: float = 0.1  # AdamW weight decay on the weight matrices (not on biases or norms)
-    beta1: float = 0.9
-    beta2: float = 0.95
-    grad_clip: float = 1.0  # clip the global gradient norm to this (0 = off)
-    val_fraction: float = 0.1  # the last part of the text held out for validation
-    seed: int = 1337
-    device: str = "auto"
-    out_dir: str = "checkpoints"
-    experiments_dir: str = "experiments"
-    run_name: str = ""  # '' = a name made from the time and the data file
-    sample_length: int = 200  # characters generated into samples.txt after each epoch (0 = none)
-    grad_accum: int = 1  # micro-batches per optimizer step: the step sees batch_size x grad_accum sequences
-    compile: bool = False  # torch.compile the model for training (checkpoints still hold the plain module)
-    eval_tokens: int = 1_000_000  # score at most this many validation tokens per epoch (0 = all)
-    save_every_steps: int = 0  # also save checkpoint.pt every N steps within an epoch (0 = only per epoch)
-    keep_last: int = 0  # keep only the newest K checkpoint_epoch_N.pt files (0 = keep all)
-    optimizer: str = "adamw"  # 'adamw', or 'muon' for the blocks' weight matrices (AdamW for the rest)
-    schedule: str = "cosine"  # lr after warmup: 'cosine' decay, 'wsd' (stable, then linear decay) or 'constant'
-    time_budget: float = 0.0  # seconds of wall clock to train for (0 = off: train for --epochs)
-    tensorboard: bool = False  # also log the scalars for TensorBoard, if the package is installed (training/tblog.py)
-    threads: int = 0  # CPU threads for PyTorch's kernels (0 = PyTorch's default: one per core)
+    what = "training config"
+
+    data: str = setting("", "UTF-8 text file, or a directory made by `prepare` (required)", metavar="FILE")
+    tokenizer: str = setting("char", "char (one token per character) or bpe (byte-level BPE)", choices=TOKENIZERS)
+    vocab_size: int | None = setting(
+        None, "with --tokenizer bpe: 256 bytes + merges to learn", shown=DEFAULT_VOCAB_SIZE
+    )  # None = the default size; a char vocabulary's size is the text's
+    epochs: int = setting(10, "train until this epoch (on resume: the epoch to reach)")
+    batch_size: int = setting(0, "sequences per step, 0 = auto: 32, or as many windows as a shorter text holds (>= 8)")
+    steps_per_epoch: int = setting(0, "steps per epoch, 0 = auto: enough to draw the training text once, at least 50")
+    lr: float = setting(1e-3, "peak learning rate, reached after warmup")
+    min_lr_ratio: float = setting(0.1, "the decay ends at lr x this")
+    warmup_steps: int = setting(
+        -1, "linear warmup steps, -1 = auto: 10% of all steps (of a --time_budget's time), <= 100"
+    )
+    weight_decay: float = setting(0.1, "AdamW weight decay on the weight matrices (not on biases or norms)")
+    beta1: float = setting(0.9, "AdamW's first-moment decay")
+    beta2: float = setting(0.95, "AdamW's second-moment decay")
+    grad_clip: float = setting(1.0, "clip the global gradient norm to this, 0 = off")
+    val_fraction: float = setting(0.1, "share of the text held out for validation (its last part)")
+    seed: int = setting(1337, "random seed: the same seed gives the same run")
+    device: str = setting("auto", "auto | cpu | cuda | mps (auto: cuda, then mps, then cpu)")
+    out_dir: str = setting("checkpoints", "where checkpoints go", metavar="DIR")
+    experiments_dir: str = setting("experiments", "where run logs go", metavar="DIR")
+    run_name: str = setting("", "name of this run's experiment folder", shown="the time and the data file's name")
+    sample_length: int = setting(200, "tokens generated into samples.txt after each epoch, 0 = none")
+    grad_accum: int = setting(1, "micro-batches per optimizer step (a step sees batch_size x grad_accum sequences)")
+    compile: bool = setting(False, "torch.compile the model for training (checkpoints still hold the plain module)")
+    eval_tokens: int = setting(1_000_000, "validation tokens scored per epoch, 0 = all")
+    save_every_steps: int = setting(0, "also save checkpoint.pt every N steps within an epoch, 0 = only per epoch")
+    keep_last: int = setting(0, "keep only the newest K checkpoint_epoch_N.pt, 0 = keep all")
+    optimizer: str = setting(
+        "adamw", "adamw, or muon for the blocks' weight matrices (AdamW for the rest)", choices=OPTIMIZERS
+    )
+    schedule: str = setting(
+        "cosine", "lr after warmup: cosine decay, wsd (stable, then linear decay) or constant", choices=SCHEDULES
+    )
+    time_budget: float = setting(
+        0.0,
+        "seconds of wall clock to train for instead of --epochs, the lr schedule laid out over them; 0 = off",
+        metavar="SECONDS",
+    )
+    tensorboard: bool = setting(False, "also log losses, lr and tokens/s for TensorBoard, if the package is installed")
+    threads: int = setting(0, "CPU threads for PyTorch's kernels, 0 = PyTorch's default (one per core)")
 
     def __post_init__(self) -> None:
         check_int("epochs", self.epochs, low=1, high=1 << 24)
@@ -73,10 +92,3 @@ class TrainConfig:
         check_float("grad_clip", self.grad_clip, low=0.0, high=1e6)
         check_float("val_fraction", self.val_fraction, low=0.0, high=0.5, high_open=True)
         check_tokenizer_settings(self.tokenizer, self.vocab_size)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        return from_dict(cls, d, "training config")

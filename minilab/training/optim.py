@@ -7,21 +7,21 @@ or constant.
 """
 
 import math
+from dataclasses import dataclass
 
 import torch
 
 from minilab.training.config import TrainConfig
 
 WSD_DECAY_FRACTION = 0.2  # wsd decays linearly over the last 20% of the run
-# Auto warmup (warmup_steps = -1): the first 10% of the run, at most 100 steps. A run with a time
-# budget does not know its step count in advance, so there the 10% is of the budget's time.
+# Why warm up at all: at step 0 AdamW's second-moment estimates rest on a single gradient, so its
+# first updates are as large as the lr allows in whatever direction that noisy gradient points; a
+# short ramp lets the estimates settle before the steps get large (Liu et al. 2020, "On the
+# Variance of the Adaptive Learning Rate and Beyond"). Auto warmup (warmup_steps = -1): the first
+# 10% of the run, at most 100 steps. A run with a time budget does not know its step count in
+# advance, so there it is 10% of the budget's time or 100 steps, whichever ends first.
 AUTO_WARMUP_SHARE = 0.1
 AUTO_WARMUP_MAX_STEPS = 100
-
-
-def auto_warmup_steps(total_steps: int) -> int:
-    """The auto warmup of a run of known length: 10% of its steps, at most 100."""
-    return min(AUTO_WARMUP_MAX_STEPS, total_steps // 10)
 
 
 def schedule_factor(schedule: str, progress: float) -> float:
@@ -43,6 +43,47 @@ def schedule_factor(schedule: str, progress: float) -> float:
     raise ValueError(f"unknown schedule {schedule!r}")
 
 
+@dataclass(frozen=True)
+class Schedule:
+    """A run's finished lr schedule: every value decided (``make_schedule``), no 'auto' left."""
+
+    lr: float  # the peak
+    min_lr: float  # the floor the decay ends at
+    kind: str  # 'cosine', 'wsd' or 'constant' (schedule_factor)
+    total_steps: int  # the run's planned steps (unused when a time budget passes progress)
+    warmup_steps: int
+    warmup_share: float = 0.0  # > 0: warmup also ends once this share of the time budget is spent
+
+    def lr_at(self, step: int, progress: float | None = None) -> float:
+        """The lr of optimizer step ``step`` (0-based): a linear warmup from lr/warmup_steps, then the schedule.
+
+        ``progress`` (0..1) replaces the step count after warmup: a run with a time budget passes the
+        share of the budget spent, so the schedule is laid out over wall-clock time.
+        """
+        if step < self.warmup_steps:
+            warm = (step + 1) / self.warmup_steps
+            if self.warmup_share and progress is not None:
+                warm = max(warm, progress / self.warmup_share)  # whichever ends first: the steps or the time
+            if warm < 1 or not self.warmup_share:
+                return self.lr * warm
+        if progress is None:
+            progress = (step - self.warmup_steps) / max(1, self.total_steps - self.warmup_steps)
+        return self.min_lr + schedule_factor(self.kind, progress) * (self.lr - self.min_lr)
+
+
+def make_schedule(
+    lr: float, min_lr: float, kind: str, total_steps: int, warmup_steps: int, budgeted: bool = False
+) -> Schedule:
+    """The schedule of a run of ``total_steps`` (or of a time budget): the one place auto warmup (-1) is decided."""
+    if warmup_steps >= 0:
+        return Schedule(lr, min_lr, kind, total_steps, warmup_steps)
+    if budgeted:
+        return Schedule(lr, min_lr, kind, total_steps, AUTO_WARMUP_MAX_STEPS, AUTO_WARMUP_SHARE)
+    return Schedule(
+        lr, min_lr, kind, total_steps, min(AUTO_WARMUP_MAX_STEPS, total_steps // round(1 / AUTO_WARMUP_SHARE))
+    )
+
+
 def lr_at(
     step: int,
     total_steps: int,
@@ -52,26 +93,15 @@ def lr_at(
     schedule: str = "cosine",
     progress: float | None = None,
 ) -> float:
-    """The lr of optimizer step ``step`` (0-based): linear warmup from lr/warmup to lr, then the schedule.
+    """``Schedule.lr_at`` in one call; ``warmup_steps`` -1 is the auto warmup (``make_schedule``)."""
+    made = make_schedule(lr, min_lr, schedule, total_steps, warmup_steps, budgeted=progress is not None)
+    return made.lr_at(step, progress)
 
-    ``progress`` (0..1) overrides the step count after warmup: a run with a time budget passes the
-    share of the budget already spent, so the schedule is laid out over wall-clock time.
-    ``warmup_steps`` -1 is the auto warmup: 10% of the run (of ``progress`` when given, else of
-    ``total_steps``) or 100 steps, whichever ends first.
-    """
-    if warmup_steps < 0:
-        if progress is None:
-            warmup_steps = auto_warmup_steps(total_steps)
-        else:
-            warm = max((step + 1) / AUTO_WARMUP_MAX_STEPS, progress / AUTO_WARMUP_SHARE)
-            if warm < 1:
-                return lr * warm
-            warmup_steps = 0
-    if step < warmup_steps:
-        return lr * (step + 1) / warmup_steps
-    if progress is None:
-        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-    return min_lr + schedule_factor(schedule, progress) * (lr - min_lr)
+
+def run_schedule(cfg: TrainConfig) -> Schedule:
+    """The schedule of a run whose batch size and steps per epoch are settled (training/setup.py)."""
+    total = cfg.epochs * cfg.steps_per_epoch
+    return make_schedule(cfg.lr, cfg.lr * cfg.min_lr_ratio, cfg.schedule, total, cfg.warmup_steps, cfg.time_budget > 0)
 
 
 def is_hidden_matrix(name: str, p: torch.Tensor) -> bool:

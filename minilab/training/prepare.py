@@ -12,7 +12,6 @@ training reads only the windows it draws.
 """
 
 import codecs
-import json
 import re
 from collections import Counter
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from minilab.errors import LabError
-from minilab.files import atomic_write
+from minilab.files import read_json, write_json
 from minilab.tokenizers.bpe import DEFAULT_VOCAB_SIZE, BPETokenizer, pre_split
 from minilab.tokenizers.char import CharTokenizer, Tokenizer, check_tokenizer_settings, tokenizer_from_dict
 
@@ -193,19 +192,15 @@ def prepare_dataset(
         "source": str(src),
         "source_bytes": src.stat().st_size,
     }
-    text = json.dumps(meta, indent=2, ensure_ascii=False) + "\n"
-    atomic_write(out / META, lambda f: f.write(text.encode("utf-8")))
+    write_json(out / META, meta)
     return meta
 
 
 def open_prepared(path: str | Path) -> Prepared:
     """Open a prepared dataset for training (memory-mapped, read-only)."""
     d = Path(path)
-    try:
-        meta = json.loads((d / META).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise LabError(f"{str(d / META)!r} is not a readable dataset description ({e})") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+    meta = read_json(d / META, f"the dataset description {str(d / META)!r}")
+    if meta.get("format") != FORMAT:
         raise LabError(f"{str(d)!r} is not a prepared dataset (its {META} is not one of ours)")
     tokens_path = d / TOKENS
     dtype = np.dtype(meta.get("dtype", "uint16"))

@@ -1,10 +1,12 @@
-"""What a training run writes: checkpoints (and what they hold) and the experiment log of each epoch.
+"""What a training run writes: checkpoints and the experiment folder (metrics, plot, samples, summary).
 
-A mixin of ``Trainer`` (minilab/training/trainer.py), kept apart so that train.py reads as the loop alone.
-Only rank 0 of a multi-process run writes; a failed write stops training with a clear message.
+The Trainer (minilab/training/trainer.py) hands every value in: this class knows the run's folders
+and nothing of its model or loop. Only rank 0 of a multi-process run writes (``writes``); a failed
+write stops training with a clear message, and earlier files stay intact.
 """
 
 import math
+from pathlib import Path
 
 import torch
 
@@ -13,92 +15,116 @@ from minilab.errors import LabError
 from minilab.generation.decode import generate
 from minilab.tokenizers.char import start_ids
 from minilab.tokenizers.utf8 import generated_text
+from minilab.training.runlog import RunLog
+from minilab.training.tblog import TensorBoardLog, open_tensorboard
 
 
 class RunFiles:
-    """Checkpoint and log writing for ``Trainer``; uses its model, optimizer, config and counters."""
+    """The checkpoint folder ``out_dir`` and the experiment folder ``run_dir`` of one run."""
 
-    def checkpoint_payload(self) -> dict:
-        """Everything needed to rebuild the model and continue training exactly where it stopped."""
-        return {
-            "model_state": self.model.state_dict(),
-            "model_config": self.model_cfg.to_dict(),
-            "tokenizer": self.tokenizer.to_dict(),
-            "optimizer_state": self.optimizers[0].state_dict(),  # AdamW's, as in checkpoints before Muon
-            **({"muon_state": self.optimizers[1].state_dict()} if len(self.optimizers) > 1 else {}),
-            "scheduler": {
-                "kind": f"warmup_{self.cfg.schedule}",
-                "step": self.step,
-                "total_steps": self.cfg.epochs * self.cfg.steps_per_epoch,
-                "warmup_steps": self.cfg.warmup_steps,
-                "lr": self.cfg.lr,
-                "min_lr": self.cfg.lr * self.cfg.min_lr_ratio,
-            },
-            "epoch": self.epoch,
-            "step": self.step,
-            "epoch_loss_sum": self.epoch_loss_sum,
-            "epoch_steps": self.epoch_steps,
-            "best_val_loss": self.best_val,
-            "train_args": self.cfg.to_dict(),
-            "rng": {
-                "torch": torch.get_rng_state(),
-                "batch": self.batch_gen.get_state(),
-                "cuda": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
-            },
-            "run": {"name": self.run_name, "wall_time": self.clock.wall(), "tokens_seen": self.tokens_seen},
-        }
+    def __init__(self, out_dir: Path, run_dir: Path, writes: bool = True):
+        self.out_dir, self.run_dir, self.writes = out_dir, run_dir, writes
+        self.runlog: RunLog | None = None
+        self.tb = TensorBoardLog()  # does nothing unless open(tensorboard=True) finds the package
 
-    def _save(self, names: list[str]) -> None:
-        """Write the current state to each of ``names`` in the checkpoint directory (atomically)."""
-        self._write(lambda: save_checkpoint([self.out_dir / name for name in names], self.checkpoint_payload()))
+    def open(self, resume_step: int | None, config: dict, tensorboard: bool, log=print) -> None:
+        """Create both folders (continuing the run's log after ``resume_step``) and write config.json."""
+        if not self.writes:
+            return
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        for stale in self.out_dir.glob(".*.pt.*.tmp"):  # left by a process killed mid-write
+            stale.unlink(missing_ok=True)
+        self.runlog = RunLog(self.run_dir, resume_step=resume_step)
+        if tensorboard:
+            self.tb = open_tensorboard(self.run_dir, log)
+        self.runlog.write_json("config.json", config)
 
-    def _write(self, fn) -> None:
+    def close(self) -> None:
+        self.tb.close()
+
+    def write(self, fn, step: int) -> None:
         """Run a file write (rank 0 only); a failure (disk full, permissions) stops training with a clear message."""
-        if not self.dist.is_main:
+        if not self.writes:
             return
         try:
             fn()
         except OSError as e:
             where = f" {e.filename}" if e.filename else ""
             raise LabError(
-                f"could not write{where}: {e.strerror or e}; training stopped at step {self.step}. "
+                f"could not write{where}: {e.strerror or e}; training stopped at step {step}. "
                 f"Files already on disk are intact (every write is atomic)"
             ) from None
 
-    def _prune_epoch_checkpoints(self) -> None:
+    def save(self, names: list[str], payload, step: int) -> None:
+        """Write ``payload()`` (built only where it is written) to each of ``names`` in out_dir, atomically."""
+        self.write(lambda: save_checkpoint([self.out_dir / name for name in names], payload()), step)
+
+    def log_step(self, row: dict) -> None:
+        """One optimizer step's metrics row (runlog.METRIC_FIELDS) to metrics.csv and TensorBoard."""
+        self.write(lambda: self.runlog.log_step(row), row["step"])
+        self.tb.step(row)
+
+    def log_val(self, step: int, val_loss: float, wall_time: float) -> None:
+        self.write(lambda: self.runlog.set_val(val_loss, wall_time), step)
+        self.tb.val(step, val_loss)
+
+    def prune(self, epoch: int, keep_last: int) -> None:
         """With --keep_last K, delete per-epoch checkpoints older than the newest K (best and latest stay)."""
-        if self.cfg.keep_last:
-            for old in range(1, self.epoch - self.cfg.keep_last + 1):
+        if keep_last and self.writes:
+            for old in range(1, epoch - keep_last + 1):
                 (self.out_dir / f"checkpoint_epoch_{old}.pt").unlink(missing_ok=True)
 
-    def _write_epoch_logs(self, train_loss: float, val_loss: float) -> None:
-        cfg, log = self.cfg, self.runlog
-        if cfg.sample_length:
-            log.add_sample(self.epoch, self.step, self.sample(cfg.sample_length, seed=cfg.seed + self.epoch))
-        log.plot(f"{self.run_name}: {self.model.num_params() / 1e6:.2f}M parameters")
-        finite = lambda v: None if not math.isfinite(v) else v  # noqa: E731  (JSON has no inf/nan)
-        log.write_json(
-            "summary.json",
-            {
-                "run": self.run_name,
-                "epochs": self.epoch,
-                "steps": self.step,
-                "parameters": self.model.num_params(),
-                "best_val_loss": finite(self.best_val),
-                "final_train_loss": finite(train_loss),
-                "final_val_loss": finite(val_loss),
-                "tokens_seen": self.tokens_seen,
-                "wall_time_sec": round(self.clock.wall(), 3),
-                "tokens_per_sec": round(self._tokens_per_sec(), 1),
-                "device": str(self.device),
-                "checkpoint_dir": str(self.out_dir),
-            },
-        )
+    def end_epoch(self, summary: dict, sample, title: str) -> None:
+        """After an epoch: a sample (``sample()`` is None when off) into samples.txt, loss.png, summary.json."""
 
-    def sample(self, length: int, seed: int, temperature: float = 0.8) -> str:
-        """A short generation from a newline, with its own generator so training randomness is untouched."""
-        idx = torch.tensor([start_ids(self.tokenizer)], device=self.device)
-        gen = torch.Generator(device=self.device).manual_seed(seed)
-        ids = [int(t) for t in generate(self.model, idx, length, temperature=temperature, generator=gen)]
-        self.model.train()
-        return generated_text(self.tokenizer, ids)  # valid text, whatever bytes an early model emits
+        def write():
+            text = sample()
+            if text is not None:
+                self.runlog.add_sample(summary["epochs"], summary["steps"], text)
+            self.runlog.plot(title)
+            finite = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in summary.items()}
+            self.runlog.write_json("summary.json", finite)  # JSON has no inf/nan
+
+        self.write(write, summary["steps"])
+
+
+def sample_text(model, tokenizer, device: torch.device, length: int, seed: int, temperature: float) -> str:
+    """A short generation from a newline, with its own generator so training randomness is untouched."""
+    idx = torch.tensor([start_ids(tokenizer)], device=device)
+    gen = torch.Generator(device=device).manual_seed(seed)
+    ids = [int(t) for t in generate(model, idx, length, temperature=temperature, generator=gen)]
+    model.train()
+    return generated_text(tokenizer, ids)  # valid text, whatever bytes an early model emits
+
+
+def checkpoint_payload(
+    model, model_cfg, tokenizer, optimizers, batch_gen: torch.Generator, device: torch.device, cfg, state, run: dict
+) -> dict:
+    """What a checkpoint holds: weights, configs, vocabulary, optimizer and random states, counters (``state``)."""
+    return {
+        "model_state": model.state_dict(),
+        "model_config": model_cfg.to_dict(),
+        "tokenizer": tokenizer.to_dict(),
+        "optimizer_state": optimizers[0].state_dict(),  # AdamW's, as in checkpoints before Muon
+        **({"muon_state": optimizers[1].state_dict()} if len(optimizers) > 1 else {}),
+        "scheduler": {
+            "kind": f"warmup_{cfg.schedule}",
+            "step": state.step,
+            "total_steps": cfg.epochs * cfg.steps_per_epoch,
+            "warmup_steps": cfg.warmup_steps,
+            "lr": cfg.lr,
+            "min_lr": cfg.lr * cfg.min_lr_ratio,
+        },
+        "epoch": state.epoch,
+        "step": state.step,
+        "epoch_loss_sum": state.epoch_loss_sum,
+        "epoch_steps": state.epoch_steps,
+        "best_val_loss": state.best_val,
+        "train_args": cfg.to_dict(),
+        "rng": {
+            "torch": torch.get_rng_state(),
+            "batch": batch_gen.get_state(),
+            "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+        },
+        "run": run,  # name, wall_time (all sessions), tokens_seen
+    }

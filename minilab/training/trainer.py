@@ -2,12 +2,14 @@
 
 What an epoch is: the text is not walked through in order. Each step draws ``batch_size`` random
 windows of ``context_length`` tokens from the training split, and an epoch is ``steps_per_epoch``
-such steps: by default enough to draw as many tokens as the training split holds, and at least 50,
-so that a tiny text still gets a useful amount of training per epoch. By default a batch has 32
-sequences, or fewer when the training text is shorter than 8 windows (a step would otherwise see the
-same few hundred characters dozens of times over; smaller batches give more updates for the same
-time, which is what a tiny text needs). After each epoch the model is scored on the whole validation
-split and the checkpoints are written.
+such steps: by default enough batches of ``batch_size`` windows to draw as many tokens as the training
+split holds, and at least 50, so that a tiny text still gets a useful amount of training per epoch
+(with --grad_accum N or N processes, a step draws N batches: such an epoch covers the text N times).
+By default a batch has 32 sequences, or as many windows as the text holds (at least 8) when the
+training text is shorter than 32 windows (a step would otherwise see the same few hundred characters
+dozens of times over; smaller batches give more updates for the same time, which is what a tiny text
+needs). Those automatic settings are decided once, before the run starts (training/setup.py). After
+each epoch the model is scored on the validation split and the checkpoints are written.
 
 Nothing is lost: every checkpoint write is atomic; Ctrl-C or SIGTERM saves checkpoint.pt where the
 run stands (mid-epoch too) and says how to resume; ``--save_every_steps`` saves it regularly; a
@@ -21,7 +23,6 @@ budget counts the run's whole wall clock, evaluation and earlier sessions includ
 budgeted run continues toward the same budget, and a larger --time_budget stretches the schedule.
 """
 
-import contextlib
 import math
 import time
 from dataclasses import dataclass, replace
@@ -31,8 +32,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from minilab.device import resolve_device
 from minilab.errors import LabError
+from minilab.generation.sampling import SamplingConfig
 from minilab.model.config import ModelConfig
 from minilab.model.flops import flops_per_token, measured_peak_flops
 from minilab.model.gpt import GPT
@@ -42,20 +43,19 @@ from minilab.training.clock import RunClock
 from minilab.training.config import TrainConfig
 from minilab.training.data import draw_starts, load_training_data, windows
 from minilab.training.evaluate import evaluate_loss
-from minilab.training.optim import auto_warmup_steps, lr_at, make_optimizers
-from minilab.training.runfiles import RunFiles
-from minilab.training.runlog import RunLog, new_run_name
+from minilab.training.optim import make_optimizers, run_schedule
+from minilab.training.runfiles import RunFiles, checkpoint_payload, sample_text
+from minilab.training.runlog import new_run_name
+from minilab.training.setup import (
+    Progress,
+    check_output_dirs,
+    check_run_dir,
+    finish_config,
+    restore,
+    setup_devices,
+    wrap_for_training,
+)
 from minilab.training.signals import EXIT_CODES, StopSignals, TrainingInterrupted
-from minilab.training.tblog import TensorBoardLog, open_tensorboard
-
-MIN_STEPS_PER_EPOCH = 50
-DEFAULT_BATCH_SIZE = 32
-MIN_AUTO_BATCH_SIZE = 8
-
-
-def auto_batch_size(n_train: int, window: int) -> int:
-    """32 sequences, or as many windows as the training text holds (at least 8) if that is fewer."""
-    return max(MIN_AUTO_BATCH_SIZE, min(DEFAULT_BATCH_SIZE, math.ceil(n_train / window)))
 
 
 @dataclass
@@ -73,8 +73,8 @@ class TrainResult:
     out_dir: Path
 
 
-class Trainer(RunFiles):
-    """One training run. Everything is checked in ``__init__`` before any file is written."""
+class Trainer:
+    """One training run. Everything is set up and checked in ``__init__``, before any file is written."""
 
     def __init__(
         self,
@@ -89,47 +89,18 @@ class Trainer(RunFiles):
         # process's start, so a --time_budget covers Python's start-up and imports too), else now.
         self.clock = RunClock(started)
         self.log, self.progress = log, progress
-        self.device = resolve_device(cfg.device)
-        self.dist = distributed.setup(self.device)
-        self.device = distributed.local_device(self.device, self.dist)
-        out_dir, exp_dir = Path(cfg.out_dir), Path(cfg.experiments_dir)
-        for d, flag in ((out_dir, "--out_dir"), (exp_dir, "--experiments_dir")):
-            if d.exists() and not d.is_dir():
-                raise LabError(f"{flag} {str(d)!r} is a file, not a directory")
-        if resume is not None:
-            model_cfg = ModelConfig.from_dict(resume["model_config"])
+        self.device, self.dist = setup_devices(cfg.device)
+        out_dir, exp_dir = check_output_dirs(cfg)
+        model_cfg = ModelConfig.from_dict(resume["model_config"]) if resume else model_cfg or ModelConfig()
         saved = tokenizer_from_dict(resume["tokenizer"]) if resume is not None else None
         self.tokenizer, self.splits = load_training_data(
-            cfg.data,
-            cfg.val_fraction,
-            (model_cfg or ModelConfig()).context_length,
-            saved,
-            cfg.tokenizer,
-            cfg.vocab_size,
+            cfg.data, cfg.val_fraction, model_cfg.context_length, saved, cfg.tokenizer, cfg.vocab_size
         )
         if resume is None:  # the model's vocabulary is the tokenizer's
-            model_cfg = replace(model_cfg or ModelConfig(), vocab_size=self.tokenizer.vocab_size)
-        # Record the tokenizer used (a prepared dataset brings its own): the size asked for, else the size made.
-        size = (cfg.vocab_size or self.tokenizer.vocab_size) if self.tokenizer.kind == "bpe" else None
-        cfg = replace(cfg, tokenizer=self.tokenizer.kind, vocab_size=size)
-        window = self.splits.window
-        batch_size = cfg.batch_size or auto_batch_size(len(self.splits.train), window)
-        if batch_size != (cfg.batch_size or DEFAULT_BATCH_SIZE):
-            self.splits.notes.append(
-                f"the training text holds only {len(self.splits.train) / window:.1f} "
-                f"windows of {window} tokens; using batches of {batch_size}"
-            )
-        steps_per_epoch = cfg.steps_per_epoch or max(
-            MIN_STEPS_PER_EPOCH, math.ceil(len(self.splits.train) / (batch_size * window))
-        )
-        # Auto warmup: 10% of the steps, at most 100. Under a time budget the step count is unknown,
-        # so it stays -1 and lr_at warms up over 10% of the budget (or 100 steps) instead.
-        warmup = cfg.warmup_steps
-        if warmup < 0 and not cfg.time_budget:
-            warmup = auto_warmup_steps(cfg.epochs * steps_per_epoch)
-        # Store the resolved values so that a resume continues with exactly these.
-        self.cfg = cfg = replace(cfg, batch_size=batch_size, steps_per_epoch=steps_per_epoch, warmup_steps=warmup)
+            model_cfg = replace(model_cfg, vocab_size=self.tokenizer.vocab_size)
+        self.cfg = cfg = finish_config(cfg, self.tokenizer, self.splits)  # no 'auto' setting after this line
         self.model_cfg = model_cfg
+        self.schedule = run_schedule(cfg)
 
         if cfg.threads:  # for the whole process: small models often step faster on one thread than on two
             torch.set_num_threads(cfg.threads)
@@ -139,19 +110,16 @@ class Trainer(RunFiles):
         # The data order: every rank draws the same global batch and trains on its own slice of it,
         # so the run does not depend on how many processes share it. Saved for resume.
         self.batch_gen = torch.Generator().manual_seed(cfg.seed)
-        self.train_model = self._wrap_for_training()
-        self.epoch, self.step, self.best_val = 0, 0, math.inf  # epoch = completed epochs
-        self.epoch_loss_sum = 0.0  # training losses of the epoch in progress, for its mean
-        self.epoch_steps = 0  # steps done in the epoch in progress
-        self.tokens_seen = 0
+        self.wrapped = wrap_for_training(self.model, self.device, self.dist, cfg.compile)
+        self.amp_dtype = self.wrapped.amp_dtype
+        self.state = Progress()
         self.run_name = cfg.run_name or new_run_name(cfg.data)
         if resume is not None:
-            self._restore(resume)
-        self.run_dir = exp_dir / self.run_name
-        if self.run_dir.exists() and not self.run_dir.is_dir():
-            raise LabError(f"experiment path {str(self.run_dir)!r} is a file, not a directory")
-        if resume is None and self.run_dir.exists() and any(self.run_dir.iterdir()):
-            raise LabError(f"experiment folder {str(self.run_dir)!r} already holds a run; choose another --run_name")
+            self.state = restore(resume, self.model, self.optimizers, self.batch_gen, self.device, cfg.steps_per_epoch)
+            run = resume.get("run") or {}
+            self.run_name = cfg.run_name or run.get("name") or self.run_name
+            self.clock.prior = float(run.get("wall_time", 0.0))
+        self.run_dir = check_run_dir(exp_dir / self.run_name, resumed=resume is not None)
         if cfg.time_budget and self.clock.prior >= cfg.time_budget:
             raise LabError(
                 f"the checkpoint has already trained for {self.clock.prior:.1f}s; ask for --time_budget above "
@@ -162,95 +130,36 @@ class Trainer(RunFiles):
                 f"the checkpoint is already at epoch {self.epoch}; ask for --epochs above {self.epoch} to train further"
             )
         self.out_dir = out_dir
+        self.files = RunFiles(out_dir, self.run_dir, writes=self.dist.is_main)
 
-    def _wrap_for_training(self):
-        """The module the training step calls: compiled and/or DistributedDataParallel around the model."""
-        model = self.model
-        if self.device.type == "cuda":
-            torch.backends.cuda.matmul.allow_tf32 = True  # TF32 tensor cores for any fp32 matmul left
-            torch.backends.cudnn.allow_tf32 = True
-        if self.dist.enabled:
-            from torch.nn.parallel import DistributedDataParallel
+    @property
+    def step(self) -> int:
+        return self.state.step
 
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            model = self.ddp = DistributedDataParallel(model, device_ids=ids)
-        if self.cfg.compile:
-            model = torch.compile(model)
-        # Mixed precision on CUDA: bf16 where the GPU has it, else fp16 with a gradient scaler.
-        self.amp_dtype = None
-        if self.device.type == "cuda":
-            self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
-        return model
+    @property
+    def epoch(self) -> int:
+        return self.state.epoch
 
-    def _restore(self, ckpt: dict) -> None:
-        try:
-            self.model.load_state_dict(ckpt["model_state"])
-            self.optimizers[0].load_state_dict(ckpt["optimizer_state"])
-            if len(self.optimizers) > 1:
-                self.optimizers[1].load_state_dict(ckpt["muon_state"])
-        except (RuntimeError, KeyError, ValueError) as e:
-            raise LabError(
-                f"cannot resume: the checkpoint's state does not fit its config ({str(e).splitlines()[0][:160]})"
-            ) from None
-        self.epoch, self.step = int(ckpt["epoch"]), int(ckpt["step"])
-        self.epoch_loss_sum = float(ckpt.get("epoch_loss_sum", 0.0))
-        # Checkpoints from before time budgets: every epoch was full, so this is where the step stands.
-        self.epoch_steps = int(ckpt.get("epoch_steps", self.step - self.epoch * self.cfg.steps_per_epoch))
-        self.best_val = float(ckpt.get("best_val_loss", math.inf))
-        run = ckpt.get("run") or {}
-        self.run_name = self.cfg.run_name or run.get("name") or self.run_name
-        self.clock.prior = float(run.get("wall_time", 0.0))
-        self.tokens_seen = int(run.get("tokens_seen", 0))
-        rng = ckpt["rng"]
-        torch.set_rng_state(rng["torch"])
-        self.batch_gen.set_state(rng["batch"])
-        if self.device.type == "cuda" and rng.get("cuda") is not None:
-            torch.cuda.set_rng_state(rng["cuda"], self.device)
+    @property
+    def tokens_per_step(self) -> int:
+        """Tokens per optimizer step over all processes and micro-batches."""
+        return self.cfg.batch_size * self.cfg.grad_accum * self.dist.world_size * self.splits.window
 
     # ---------------------------------------------------------------- the loop
 
     def fit(self) -> TrainResult:
-        """Train from the current epoch to ``cfg.epochs``, writing checkpoints and the experiment log."""
-        cfg, model, splits = self.cfg, self.model, self.splits
-        resumed = self.step > 0
-        if not self.dist.is_main:
-            self.log = lambda *_: None  # only rank 0 speaks and writes
-        for note in splits.notes:
-            self.log(f"note: {note}")
-        if self.dist.enabled:  # the same weights everywhere, but different dropout masks per rank
-            torch.manual_seed(cfg.seed + self.step + 1000 * self.dist.rank)
-        self.peak_flops = measured_peak_flops(self.device.type) * self.dist.world_size
-        self.flops_per_token = flops_per_token(model)
-        self.tb = TensorBoardLog()  # does nothing unless --tensorboard opens a real one (rank 0 only)
-        if self.dist.is_main:
-            self._prepare_outputs()
-        self.log(
-            f"{'resuming' if resumed else 'training'} a {model.num_params() / 1e6:.2f}M-parameter model on "
-            f"{self.device}{f' x {self.dist.world_size} processes' if self.dist.enabled else ''}: "
-            f"{len(splits.train):,} training and {len(splits.val):,} validation tokens, "
-            f"vocabulary {self.tokenizer.vocab_size}; "
-            + (
-                f"for {cfg.time_budget:g}s of wall clock in all, epochs of "
-                if cfg.time_budget
-                else f"epochs {self.epoch + 1}..{cfg.epochs}, "
-            )
-            + f"{cfg.steps_per_epoch} steps of {self.tokens_per_step // splits.window} x {splits.window} tokens each"
-        )
-        self.log(f"checkpoints -> {self.out_dir}/   experiment log -> {self.run_dir}/")
-        self.val_tokens = self._val_tokens()
-        self.train_time, self.session_tokens = 0.0, 0  # this process only, for tokens/s
-        self.last_val, self.last_train = math.nan, math.nan
-        model.train()
+        """Train from the current epoch to ``cfg.epochs`` (or the time budget), writing checkpoints and the log."""
+        cfg = self.cfg
+        self._start()
         try:
             with StopSignals() as signals:
                 while self._budget_share() < 1 if cfg.time_budget else self.epoch < cfg.epochs:
                     self._run_epoch(signals)
         finally:
-            self.tb.close()
+            self.files.close()
             distributed.teardown()
         return TrainResult(
-            best_val_loss=self.best_val,
+            best_val_loss=self.state.best_val,
             final_train_loss=self.last_train,
             final_val_loss=self.last_val,
             epochs=self.epoch,
@@ -261,135 +170,32 @@ class Trainer(RunFiles):
             out_dir=self.out_dir,
         )
 
-    def _val_tokens(self) -> torch.Tensor:
-        """The validation tokens scored each epoch: the whole split, or its first eval_tokens if that is set."""
-        val, cap = self.splits.val, self.cfg.eval_tokens
-        if cap and len(val) > cap:
-            self.log(f"note: scoring the first {cap:,} of {len(val):,} validation tokens each epoch (--eval_tokens)")
-            val = val[:cap]
-        return val if isinstance(val, torch.Tensor) else torch.from_numpy(np.asarray(val, dtype=np.int64))
-
-    @property
-    def tokens_per_step(self) -> int:
-        """Tokens per optimizer step over all processes and micro-batches."""
-        return self.cfg.batch_size * self.cfg.grad_accum * self.dist.world_size * self.splits.window
-
-    def _prepare_outputs(self) -> None:
-        cfg = self.cfg
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        for stale in self.out_dir.glob(".*.pt.*.tmp"):  # left by a process killed mid-write
-            stale.unlink(missing_ok=True)
-        self.runlog = RunLog(self.run_dir, resume_step=self.step if self.step > 0 else None)
-        if cfg.tensorboard:
-            self.tb = open_tensorboard(self.run_dir, self.log)
-        self.runlog.write_json(
-            "config.json",
-            {
-                "model": self.model_cfg.to_dict(),
-                "train": cfg.to_dict(),
-                "tokenizer": self.tokenizer.to_dict(),
-                "parameters": self.model.num_params(),
-                "device": str(self.device),
-            },
-        )
-
     def _run_epoch(self, signals: StopSignals) -> None:
         """Train the rest of the epoch in progress (all of it, unless resuming mid-epoch), then evaluate and save."""
-        cfg, splits = self.cfg, self.splits
-        epoch, spe = self.epoch + 1, cfg.steps_per_epoch
-        total_steps, share, lr, done = cfg.epochs * spe, None, math.nan, 0  # done: steps in this call
-        t_epoch, n_tokens = time.perf_counter(), self.tokens_per_step
-        bar = tqdm(
-            total=spe,
-            initial=self.epoch_steps,
-            desc=f"epoch {epoch}" + ("" if cfg.time_budget else f"/{cfg.epochs}"),
-            unit="step",
-            leave=False,
-            dynamic_ncols=True,
-            disable=None if self.progress and self.dist.is_main else True,
-        )
-        while self.epoch_steps < spe:
+        cfg, state, spe = self.cfg, self.state, self.cfg.steps_per_epoch
+        epoch, lr, done, t_epoch = state.epoch + 1, math.nan, 0, time.perf_counter()
+        bar = self._progress_bar(epoch)
+        while state.epoch_steps < spe:
             if signals.requested is not None:
                 bar.close()
                 self._interrupted(signals.requested)
-            if cfg.time_budget:
-                share = self._budget_share()
-                if share >= 1:
-                    break  # the budget is spent: this epoch ends here
+            share = self._budget_share() if cfg.time_budget else None
+            if share is not None and share >= 1:
+                break  # the budget is spent: this epoch ends here
             t = time.perf_counter()
-            lr = lr_at(self.step, total_steps, cfg.warmup_steps, cfg.lr, cfg.lr * cfg.min_lr_ratio, cfg.schedule, share)
-            loss = self._train_step(lr)
-            self.step += 1
-            self.epoch_steps += 1
+            lr = self.schedule.lr_at(state.step, share)
+            loss = self.train_step(lr)
+            self._record_step(epoch, loss, lr, time.perf_counter() - t, bar)
             done += 1
-            dt = time.perf_counter() - t
-            self.train_time += dt
-            self.session_tokens += n_tokens
-            self.tokens_seen += n_tokens
-            self.epoch_loss_sum += loss
-            mfu = self.flops_per_token * n_tokens / dt / self.peak_flops
-            row = {
-                "step": self.step,
-                "epoch": epoch,
-                "train_loss": loss,
-                "lr": lr,
-                "tokens_per_sec": n_tokens / dt,
-                "mfu": mfu,
-                "wall_time": self.clock.wall(),
-            }
-            self._write(lambda row=row: self.runlog.log_step(row))
-            self.tb.step(row)
-            bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{n_tokens / dt:,.0f}", mfu=f"{100 * mfu:.0f}%", refresh=False)
-            bar.update()
-            if cfg.save_every_steps and self.step % cfg.save_every_steps == 0 and self.epoch_steps < spe:
+            if cfg.save_every_steps and state.step % cfg.save_every_steps == 0 and state.epoch_steps < spe:
                 self._save(["checkpoint.pt"])
         bar.close()
-        if self.epoch_steps == 0:  # the budget ran out before this epoch began: nothing to evaluate
-            return
-        t_end = time.perf_counter()
-        self.epoch = epoch
-        self.last_train = self.epoch_loss_sum / self.epoch_steps
-        self.epoch_loss_sum, self.epoch_steps = 0.0, 0
-        self.last_val = math.nan  # only rank 0 evaluates (every rank holds the same weights) ...
-        if self.dist.is_main:
-            self.last_val = evaluate_loss(self.model, self.val_tokens, splits.window, cfg.batch_size, self.device)
-        self.last_val = distributed.from_main(self.last_val, self.dist, self.device)  # ... and tells the others
-        self.model.train()
-        score = self.last_train if math.isnan(self.last_val) else self.last_val
-        is_best = score < self.best_val
-        if is_best:
-            self.best_val = score
-        if not math.isnan(self.last_val):
-            self._write(lambda: self.runlog.set_val(self.last_val, self.clock.wall()))
-            self.tb.val(self.step, self.last_val)
-        self._save([f"checkpoint_epoch_{epoch}.pt", "checkpoint.pt"] + (["best_model.pt"] if is_best else []))
-        self._prune_epoch_checkpoints()
-        self._write(lambda: self._write_epoch_logs(self.last_train, self.last_val))
-        val = self.last_val
-        val_part = "" if math.isnan(val) else f" | val loss {val:.4f} | val ppl {math.exp(val):.2f}"
-        took = time.perf_counter() - t_epoch
-        of = "" if cfg.time_budget else f"/{cfg.epochs}"
-        self.log(
-            f"epoch {epoch}{of} | train loss {self.last_train:.4f}{val_part} | lr {lr:.2e} | "
-            f"{done * n_tokens / max(took, 1e-9):,.0f} tok/s | {took:.1f}s{' | best' if is_best else ''}"
-        )
-        self.clock.end_cost = time.perf_counter() - t_end
+        if state.epoch_steps:  # else the budget ran out before this epoch began: nothing to evaluate
+            self._end_epoch(epoch, lr, done * self.tokens_per_step, time.perf_counter() - t_epoch)
 
-    def _interrupted(self, signum: int) -> None:
-        """Save where the run stands and leave with the signal's exit status."""
-        self._save(["checkpoint.pt"])
-        path = self.out_dir / "checkpoint.pt"
-        length = f"--time_budget {self.cfg.time_budget:g}" if self.cfg.time_budget else f"--epochs {self.cfg.epochs}"
-        raise TrainingInterrupted(
-            f"stopped by signal at step {self.step} (epoch {self.epoch + 1}, "
-            f"{self.epoch_steps}/{self.cfg.steps_per_epoch} steps in); saved "
-            f"{path}. Resume with: mini-transformer-lab train --data {self.cfg.data} --resume {path} {length}",
-            EXIT_CODES.get(signum, 130),
-        )
-
-    def _train_step(self, lr: float) -> float:
-        """One optimizer step over grad_accum micro-batches on each rank; returns the mean loss of the step."""
-        cfg, splits, world, rank = self.cfg, self.splits, self.dist.world_size, self.dist.rank
+    def train_step(self, lr: float) -> float:
+        """One optimizer step at ``lr`` over grad_accum micro-batches on each rank; returns the step's mean loss."""
+        cfg, splits, world, rank, wrapped = self.cfg, self.splits, self.dist.world_size, self.dist.rank, self.wrapped
         for opt in self.optimizers:
             for group in opt.param_groups:
                 group["lr"] = lr
@@ -400,19 +206,16 @@ class Trainer(RunFiles):
         total = torch.zeros((), device=self.device)
         for micro in range(cfg.grad_accum):
             first = (micro * world + rank) * B
-            x, y = windows(splits.train, starts[first : first + B], splits.window)
+            x, y = windows(splits.train, starts[first : first + B], splits.window)  # (B, T) each
             x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-            last = micro == cfg.grad_accum - 1
-            # DDP averages gradients across ranks on backward; only the last micro-batch needs to.
-            sync = contextlib.nullcontext() if last or not self.dist.enabled else self.ddp.no_sync()
-            with sync:
-                with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
-                    _, loss = self.train_model(x, y)
-                self.scaler.scale(loss / cfg.grad_accum).backward()
+            with wrapped.no_sync(last=micro == cfg.grad_accum - 1):
+                with wrapped.autocast(self.device):
+                    _, loss = wrapped.module(x, y)
+                wrapped.scaler.scale(loss / cfg.grad_accum).backward()
             total += loss.detach()
-        if self.scaler.is_enabled():
+        if wrapped.scaler.is_enabled():
             for opt in self.optimizers:
-                self.scaler.unscale_(opt)  # clip the true gradients, not the scaled ones
+                wrapped.scaler.unscale_(opt)  # clip the true gradients, not the scaled ones
         if cfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
         value = distributed.mean_across_ranks(total.item() / cfg.grad_accum, self.dist, self.device)
@@ -422,11 +225,171 @@ class Trainer(RunFiles):
                 f"update (try a lower --lr than {cfg.lr:g})"
             )
         for opt in self.optimizers:
-            self.scaler.step(opt)
-        self.scaler.update()
+            wrapped.scaler.step(opt)
+        wrapped.scaler.update()
         for opt in self.optimizers:
             opt.zero_grad(set_to_none=True)
         return value
+
+    # ---------------------------------------------------------------- around the loop
+
+    def _start(self) -> None:
+        """Before the first step of this session: notes, seeds, the output folders and the opening line."""
+        cfg, splits, state = self.cfg, self.splits, self.state
+        if not self.dist.is_main:
+            self.log = lambda *_: None  # only rank 0 speaks and writes
+        for note in splits.notes:
+            self.log(f"note: {note}")
+        if self.dist.enabled:  # the same weights everywhere, but different dropout masks per rank
+            torch.manual_seed(cfg.seed + state.step + 1000 * self.dist.rank)
+        self.peak_flops = measured_peak_flops(self.device.type) * self.dist.world_size
+        self.flops_per_token = flops_per_token(self.model)
+        config = {
+            "model": self.model_cfg.to_dict(),
+            "train": cfg.to_dict(),
+            "tokenizer": self.tokenizer.to_dict(),
+            "parameters": self.model.num_params(),
+            "device": str(self.device),
+        }
+        self.files.open(state.step if state.step > 0 else None, config, cfg.tensorboard, self.log)
+        length = (
+            f"for {cfg.time_budget:g}s of wall clock in all, epochs of "
+            if cfg.time_budget
+            else f"epochs {state.epoch + 1}..{cfg.epochs}, "
+        )
+        self.log(
+            f"{'resuming' if state.step > 0 else 'training'} a {self.model.num_params() / 1e6:.2f}M-parameter model on "
+            f"{self.device}{f' x {self.dist.world_size} processes' if self.dist.enabled else ''}: "
+            f"{len(splits.train):,} training and {len(splits.val):,} validation tokens, "
+            f"vocabulary {self.tokenizer.vocab_size}; {length}"
+            f"{cfg.steps_per_epoch} steps of {self.tokens_per_step // splits.window} x {splits.window} tokens each"
+        )
+        self.log(f"checkpoints -> {self.out_dir}/   experiment log -> {self.run_dir}/")
+        self.val_tokens = self._val_tokens()
+        self.train_time, self.session_tokens = 0.0, 0  # this process only, for tokens/s
+        self.last_val, self.last_train = math.nan, math.nan
+        self.model.train()
+
+    def _val_tokens(self) -> torch.Tensor:
+        """The validation tokens scored each epoch: the whole split, or its first eval_tokens if that is set."""
+        val, cap = self.splits.val, self.cfg.eval_tokens
+        if cap and len(val) > cap:
+            self.log(f"note: scoring the first {cap:,} of {len(val):,} validation tokens each epoch (--eval_tokens)")
+            val = val[:cap]
+        return val if isinstance(val, torch.Tensor) else torch.from_numpy(np.asarray(val, dtype=np.int64))
+
+    def _progress_bar(self, epoch: int) -> tqdm:
+        return tqdm(
+            total=self.cfg.steps_per_epoch,
+            initial=self.state.epoch_steps,
+            desc=f"epoch {epoch}" + ("" if self.cfg.time_budget else f"/{self.cfg.epochs}"),
+            unit="step",
+            leave=False,
+            dynamic_ncols=True,
+            disable=None if self.progress and self.dist.is_main else True,
+        )
+
+    def _record_step(self, epoch: int, loss: float, lr: float, dt: float, bar: tqdm) -> None:
+        """Count a finished step and log its metrics row."""
+        state, n_tokens = self.state, self.tokens_per_step
+        state.step += 1
+        state.epoch_steps += 1
+        state.epoch_loss_sum += loss
+        state.tokens_seen += n_tokens
+        self.train_time += dt
+        self.session_tokens += n_tokens
+        mfu = self.flops_per_token * n_tokens / dt / self.peak_flops
+        row = {
+            "step": state.step,
+            "epoch": epoch,
+            "train_loss": loss,
+            "lr": lr,
+            "tokens_per_sec": n_tokens / dt,
+            "mfu": mfu,
+            "wall_time": self.clock.wall(),
+        }
+        self.files.log_step(row)
+        bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{n_tokens / dt:,.0f}", mfu=f"{100 * mfu:.0f}%", refresh=False)
+        bar.update()
+
+    def _end_epoch(self, epoch: int, lr: float, tokens: int, took: float) -> None:
+        """Evaluate, keep the best, save the checkpoints and logs, and print the epoch's line."""
+        cfg, state = self.cfg, self.state
+        t_end = self.clock.now()
+        state.epoch = epoch
+        self.last_train = state.epoch_loss_sum / state.epoch_steps
+        state.epoch_loss_sum, state.epoch_steps = 0.0, 0
+        self.last_val = math.nan  # only rank 0 evaluates (every rank holds the same weights) ...
+        if self.dist.is_main:
+            self.last_val = evaluate_loss(self.model, self.val_tokens, self.splits.window, cfg.batch_size, self.device)
+        self.last_val = distributed.from_main(self.last_val, self.dist, self.device)  # ... and tells the others
+        self.model.train()
+        score = self.last_train if math.isnan(self.last_val) else self.last_val
+        is_best = score < state.best_val
+        if is_best:
+            state.best_val = score
+        if not math.isnan(self.last_val):
+            self.files.log_val(state.step, self.last_val, self.clock.wall())
+        self._save([f"checkpoint_epoch_{epoch}.pt", "checkpoint.pt"] + (["best_model.pt"] if is_best else []))
+        self.files.prune(epoch, cfg.keep_last)
+        self.files.end_epoch(
+            self._summary(), self._sample, f"{self.run_name}: {self.model.num_params() / 1e6:.2f}M parameters"
+        )
+        val = self.last_val
+        val_part = "" if math.isnan(val) else f" | val loss {val:.4f} | val ppl {math.exp(val):.2f}"
+        of = "" if cfg.time_budget else f"/{cfg.epochs}"
+        self.log(
+            f"epoch {epoch}{of} | train loss {self.last_train:.4f}{val_part} | lr {lr:.2e} | "
+            f"{tokens / max(took, 1e-9):,.0f} tok/s | {took:.1f}s{' | best' if is_best else ''}"
+        )
+        self.clock.end_cost = self.clock.now() - t_end
+
+    def _sample(self) -> str | None:
+        """The text for samples.txt after an epoch, or None with --sample_length 0."""
+        if not self.cfg.sample_length:
+            return None
+        seed = self.cfg.seed + self.epoch
+        return sample_text(
+            self.model, self.tokenizer, self.device, self.cfg.sample_length, seed, SamplingConfig.temperature
+        )
+
+    def _summary(self) -> dict:
+        """summary.json: the run so far."""
+        return {
+            "run": self.run_name,
+            "epochs": self.epoch,
+            "steps": self.step,
+            "parameters": self.model.num_params(),
+            "best_val_loss": self.state.best_val,
+            "final_train_loss": self.last_train,
+            "final_val_loss": self.last_val,
+            "tokens_seen": self.state.tokens_seen,
+            "wall_time_sec": round(self.clock.wall(), 3),
+            "tokens_per_sec": round(self._tokens_per_sec(), 1),
+            "device": str(self.device),
+            "checkpoint_dir": str(self.out_dir),
+        }
+
+    def checkpoint_payload(self) -> dict:
+        """Everything needed to rebuild the model and continue training exactly where it stopped."""
+        run = {"name": self.run_name, "wall_time": self.clock.wall(), "tokens_seen": self.state.tokens_seen}
+        parts = (self.model, self.model_cfg, self.tokenizer, self.optimizers, self.batch_gen, self.device)
+        return checkpoint_payload(*parts, self.cfg, self.state, run)
+
+    def _save(self, names: list[str]) -> None:
+        self.files.save(names, self.checkpoint_payload, self.step)
+
+    def _interrupted(self, signum: int) -> None:
+        """Save where the run stands and leave with the signal's exit status."""
+        self._save(["checkpoint.pt"])
+        path = self.out_dir / "checkpoint.pt"
+        length = f"--time_budget {self.cfg.time_budget:g}" if self.cfg.time_budget else f"--epochs {self.cfg.epochs}"
+        raise TrainingInterrupted(
+            f"stopped by signal at step {self.step} (epoch {self.epoch + 1}, "
+            f"{self.state.epoch_steps}/{self.cfg.steps_per_epoch} steps in); saved "
+            f"{path}. Resume with: mini-transformer-lab train --data {self.cfg.data} --resume {path} {length}",
+            EXIT_CODES.get(signum, 130),
+        )
 
     def _budget_share(self) -> float:
         """The share of --time_budget spent so far (the slowest rank's, so that all ranks stop together)."""

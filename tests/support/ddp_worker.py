@@ -31,14 +31,14 @@ cfg = TrainConfig(
 model_cfg = ModelConfig(context_length=32, d_model=32, n_heads=4, n_layers=2, d_ff=64, dropout=0.0)
 trainer = Trainer(cfg, model_cfg, log=lambda *_: None, progress=False)
 if rank == fail_rank:
-    real = trainer._train_step
+    real = trainer.train_step
 
     def failing(lr):
         if trainer.step == 2:
             raise RuntimeError(f"rank {rank} fails on purpose")
         return real(lr)
 
-    trainer._train_step = failing
+    trainer.train_step = failing
 result = trainer.fit()
 torch.save(trainer.model.state_dict(), out / f"rank{rank}.pt")
 report = {"best_val_loss": result.best_val_loss, "final_val_loss": result.final_val_loss}

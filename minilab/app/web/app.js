@@ -193,6 +193,12 @@ async function loadLimits() {
   const limits = await api("/api/limits");
   $("#gen-prompt").maxLength = limits.max_prompt_chars;
   $("#gen-max").max = limits.max_new_tokens;
+  const defaults = await api("/api/sampling");
+  for (const [name, value] of Object.entries(defaults)) {
+    const input = document.querySelector(`#gen-form [name="${name}"]`);
+    // The library's defaults (minilab/generation/sampling.py), unless something was typed already.
+    if (input && input.value === "") input.value = value;
+  }
   $("#att-prompt").maxLength = limits.max_prompt_chars;
   $("#limits").textContent =
     `Limits: a prompt of at most ${limits.max_prompt_chars} characters, at most ${limits.max_new_tokens} new tokens. ` +
