@@ -169,6 +169,7 @@ def resume_configs(ckpt: dict, train_flags: dict, model_flags: dict) -> tuple[Tr
         if value != saved:
             raise LabError(f"--{key} {value} contradicts the checkpoint, which has {key} = {saved}")
     saved_args = dict(ckpt.get("train_args") or {})
+    saved_args.setdefault("dtype", "fp32")  # checkpoints from before --dtype trained in fp32 (on a CPU)
     # The tokenizer comes from the checkpoint; asking for another one cannot be honoured.
     saved_tok = tokenizer_from_dict(ckpt["tokenizer"])
     bpe = saved_tok.kind == "bpe"

@@ -59,20 +59,22 @@ def generate(
     feeds the last ``context_length`` tokens back through the whole model (the plain recompute loop,
     kept as the reference and for the benchmark). Batch 1 takes the strategy measured fastest here
     (strategy.py). ``dtype`` 'bf16' decodes in bf16 (a bf16 copy of the weights at batch 1,
-    autocast for batches); 'fp32' (the default) gives the full forward pass's logits.
+    autocast for batches), 'fp16' under fp16 autocast (GPUs); 'fp32' (the default) gives the
+    full forward pass's logits.
     """
     model.eval()
     if max_new_tokens <= 0:
         return
     if use_cache:
-        threads, bf16 = torch.get_num_threads(), dtype == "bf16"
-        if idx.size(0) == 1 and FastDecoder.supports(model):
-            chosen = strategy.choose(model, CachedDecoder, bf16)
+        threads, narrow = torch.get_num_threads(), {"bf16": torch.bfloat16, "fp16": torch.float16}.get(dtype)
+        if idx.size(0) == 1 and FastDecoder.supports(model) and dtype in ("fp32", "bf16"):
+            chosen = strategy.choose(model, CachedDecoder, dtype == "bf16")
             decoder, threads = strategy.build(model, chosen, CachedDecoder), chosen.threads
+            narrow = None if chosen.parts else narrow  # FastDecoder holds its own bf16 weights
         else:
             decoder = CachedDecoder(model, idx.size(0))
         # Autocast around each call, never across a yield: the caller's code must not run under it.
-        amp = lambda: torch.autocast(idx.device.type, torch.bfloat16) if bf16 else contextlib.nullcontext()  # noqa: E731
+        amp = lambda: torch.autocast(idx.device.type, narrow) if narrow else contextlib.nullcontext()  # noqa: E731
         before = torch.get_num_threads()
         if threads != before:
             torch.set_num_threads(threads)
