@@ -128,14 +128,15 @@ def _run(tmp_path, dtype, **overrides):
     return trainer, trainer.fit(), lines
 
 
+@pytest.mark.slow
 def test_bf16_training_reaches_fp32s_loss_at_equal_steps(tmp_path):
-    """The same 120 steps (same data, same initial weights) in fp32 and bf16 autocast: val loss within 0.02.
+    """The same 240 steps (same data, same initial weights) in fp32 and bf16 autocast: val loss within 0.02.
 
     0.02 rather than the 0.01 measured on tinyshakespeare at full size (docs/precision.md): this model
     is tiny and its validation split short (152 characters), so one run's rounding moves it more.
     """
-    _, fp32, lines32 = _run(tmp_path, "fp32", epochs=3, steps_per_epoch=40, batch_size=8)
-    trainer, bf16, lines16 = _run(tmp_path, "bf16", epochs=3, steps_per_epoch=40, batch_size=8)
+    _, fp32, lines32 = _run(tmp_path, "fp32", epochs=4, steps_per_epoch=60, batch_size=8)
+    trainer, bf16, lines16 = _run(tmp_path, "bf16", epochs=4, steps_per_epoch=60, batch_size=8)
     assert trainer.precision.name == "bf16" and trainer.wrapped.amp_dtype == torch.bfloat16
     assert not trainer.wrapped.scaler.is_enabled()  # no gradient scaler off CUDA
     assert all(p.dtype == torch.float32 for p in trainer.model.parameters())  # weights stay fp32
