@@ -63,6 +63,10 @@ PRESETS: dict[str, dict] = {
     # rotary positions, RMSNorm, QK-norm, squared-ReLU MLP, and Muon for the hidden matrices.
     "modern": dict(pos_encoding="rope", norm="rmsnorm", qk_norm=True, mlp="relu2", optimizer="muon"),
     "shakespeare-cpu": SHAKESPEARE_CPU,
+    # The same on a CPU with bf16 matrix units (AMX or AVX512-BF16): 128 wide, which --dtype auto
+    # trains in bf16 there, at the speed of the 96-wide model in fp32 (docs/speedrun.md, Intel table).
+    # Elsewhere it trains in fp32 and is simply a slower recipe.
+    "shakespeare-bf16": {**SHAKESPEARE_CPU, **dict(d_model=128, n_heads=4, d_ff=512)},
     # The same for about ten minutes: a wider model with a longer context, which pays off only with
     # more training time (chosen from the shorter runs; not tuned at 600 s).
     "shakespeare-cpu-long": {
