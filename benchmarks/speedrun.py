@@ -5,12 +5,13 @@ start to exit, then scored with `mini-transformer-lab eval` on the whole validat
 10% of the file). Prints a Markdown table (budget, measured wall clock, val loss, steps, tokens,
 parameters; mean and spread over --repeats seeds) and draws val loss against wall clock (--out).
 
-    .venv/bin/python benchmarks/speedrun.py                       # 55, 111 and 600 s, one run each
+    .venv/bin/python benchmarks/speedrun.py                       # this CPU family's budgets, one run each
     .venv/bin/python benchmarks/speedrun.py --budget 111 --repeats 3 --out curve.png
     .venv/bin/python benchmarks/speedrun.py --budget 55 -- --lr 0.004   # extra train flags after --
 
 Runs go to a fresh temporary directory (or --work DIR, which must not exist yet); nothing of the
-user's is overwritten. The targets: 1.886 at 55 s, 1.70 at 111 s, 1.55 at 600 s.
+user's is overwritten. The targets, by CPU family (TARGETS): without bf16 units (AMD EPYC, AVX2)
+1.886 at 55 s, 1.70 at 111 s, 1.55 at 600 s; with them (Intel Xeon, AMX) 1.55 at 64 s, 1.47 at 600 s.
 """
 
 import argparse
