@@ -4,6 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BROWSER_STAMP := $(VENV)/.installed-browser
+HF_STAMP := $(VENV)/.installed-hf
 # torch is pinned (also in pyproject.toml): an unpinned install can pull a multi-GB CUDA build.
 TORCH := torch==2.13.0
 DEMO := demo-output
@@ -23,6 +24,11 @@ $(BROWSER_STAMP): pyproject.toml | $(STAMP)
 	$(BIN)/python -m pip install --quiet -e ".[dev,browser]" || echo "playwright not installed: browser tests will skip"
 	touch $@
 
+# transformers, tokenizers and gguf: tests/test_hf_*.py check exports and imports with them; without them those skip.
+$(HF_STAMP): pyproject.toml | $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[dev,hf]" "$(TORCH)" || echo "hf extra not installed: hf tests will skip"
+	touch $@
+
 # Train a small model (0.8M parameters) on the bundled text for about a minute, then generate from it.
 demo: $(STAMP)
 	$(BIN)/mini-transformer-lab train --data example_data/ai_intro.txt --epochs 10 \
@@ -31,10 +37,10 @@ demo: $(STAMP)
 	$(BIN)/mini-transformer-lab generate --checkpoint $(DEMO)/checkpoints/checkpoint.pt \
 	    --prompt "Training even a mini transformer" --temperature 0.5 --max_new_tokens 300 --seed 7
 
-test: $(STAMP) $(BROWSER_STAMP)
+test: $(STAMP) $(BROWSER_STAMP) $(HF_STAMP)
 	$(BIN)/python -m pytest
 
-test-fast: $(STAMP)
+test-fast: $(STAMP) $(HF_STAMP)
 	$(BIN)/python -m pytest -m "not slow"
 
 lint: $(STAMP)

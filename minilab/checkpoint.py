@@ -138,7 +138,13 @@ def load_export(path: str | Path, device="cpu"):
     for name in (WEIGHTS, CONFIG, TOKENIZER):
         if not (d / name).is_file():
             raise LabError(f"export directory {str(d)!r} has no {name}")
-    cfg = ModelConfig.from_dict(read_json(d / CONFIG))
+    config = read_json(d / CONFIG)
+    if "model_type" in config:  # written by transformers or `export --format hf`, not by the lab's export
+        raise LabError(
+            f"{str(d)!r} is a Hugging Face {config['model_type']!r} folder, not a lab export; "
+            "`import --from` reads GPT-2-family folders"
+        )
+    cfg = ModelConfig.from_dict(config)
     tokenizer = tokenizer_from_dict(read_json(d / TOKENIZER))
     if tokenizer.vocab_size != cfg.vocab_size:
         raise LabError(f"{TOKENIZER} has {tokenizer.vocab_size} tokens but {CONFIG} says {cfg.vocab_size}")

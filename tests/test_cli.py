@@ -280,6 +280,11 @@ BAD_OTHER = [
     ("eval", ["--checkpoint", "checkpoint.pt", "--data", "ok.txt", "--batch_size", "0"], "--batch_size must be"),
     ("export", ["--checkpoint", "checkpoint.pt", "--out", "afile"], "is a file, not a directory"),
     ("export", ["--checkpoint", "empty.txt", "--out", "new_export"], "is empty"),
+    ("export", ["--checkpoint", "checkpoint.pt", "--out", "m.gguf", "--format", "gguf"], "mlp='gelu' has no exact"),
+    ("export", ["--checkpoint", "checkpoint.pt", "--out", "new_export", "--dtype", "float16"], "--dtype is for"),
+    ("import", ["--from", "adir", "--out", "gpt2.pt"], "'adir' has no config.json"),
+    ("import", ["--from", "missing_dir", "--out", "gpt2.pt"], "'missing_dir' is not a directory"),
+    ("import", ["--from", "adir", "--out", "ok.txt"], "'ok.txt' already exists"),
     ("prepare", ["--data", "ok.txt", "--out", "new_prep", "--tokenizer", "bpe", "--vocab_size", "10"], "between 256"),
     (
         "prepare",

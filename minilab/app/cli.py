@@ -172,9 +172,29 @@ def cmd_export(args: argparse.Namespace) -> int:
     from minilab.app.export import export_model
     from minilab.checkpoint import load_model
 
+    if args.dtype != "float32" and args.format != "gguf":
+        raise LabError("--dtype is for --format gguf; the lab and hf formats keep float32")
     model, tokenizer, _ = load_model(args.checkpoint)
-    for path in export_model(model, tokenizer, args.out):
+    if args.format == "hf":
+        from minilab.app.hf_export import export_hf
+
+        paths = export_hf(model, tokenizer, args.out)
+    elif args.format == "gguf":
+        from minilab.app.gguf_export import export_gguf
+
+        paths = [export_gguf(model, tokenizer, args.out, args.dtype)]
+    else:
+        paths = export_model(model, tokenizer, args.out)
+    for path in paths:
         print(path)
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from minilab.app.hf_import import import_gpt2
+
+    model, tokenizer = import_gpt2(args.source, args.out)
+    print(f"wrote {args.out}: GPT-2 with {model.num_params():,} parameters, {tokenizer.vocab_size:,} BPE tokens")
     return 0
 
 
@@ -251,6 +271,7 @@ COMMANDS = {
     "info": cmd_info,
     "eval": cmd_eval,
     "export": cmd_export,
+    "import": cmd_import,
     "prepare": cmd_prepare,
     "attention": cmd_attention,
     "compare": cmd_compare,

@@ -153,7 +153,25 @@ def build_parser() -> argparse.ArgumentParser:
     _flag(w, "device", default="cpu", help="auto | cpu | cuda | mps: where models run (default cpu)")
     _flag(w, "dtype", choices=DTYPE_CHOICES, default="auto", help=INFERENCE_DTYPE_HELP)
 
-    x = sub.add_parser("export", help="write weights (.safetensors), config and tokenizer (JSON)", allow_abbrev=False)
+    x = sub.add_parser(
+        "export", help="write a model for the lab, Hugging Face transformers or llama.cpp", allow_abbrev=False
+    )
     _flag(x, "checkpoint", metavar="CKPT", required=True, help="checkpoint to export")
-    _flag(x, "out", metavar="DIR", required=True, help="directory to write (must not hold an export already)")
+    _flag(x, "out", metavar="DIR|FILE", required=True, help="directory to write (a .gguf file for --format gguf)")
+    _flag(
+        x,
+        "format",
+        choices=("lab", "hf", "gguf"),
+        default="lab",
+        help="lab (safetensors + JSON, default), hf (transformers folder) or gguf (llama.cpp file)",
+    )
+    _flag(x, "dtype", choices=("float32", "float16"), default="float32", help="--format gguf: tensor type (float32)")
+
+    m = sub.add_parser(
+        "import", help="turn a Hugging Face GPT-2-family folder into a lab checkpoint", allow_abbrev=False
+    )
+    m.add_argument(
+        "--from", dest="source", metavar="DIR", required=True, help="folder with config.json, weights, tokenizer"
+    )
+    _flag(m, "out", metavar="CKPT", required=True, help="checkpoint file to write (must not exist)")
     return parser

@@ -59,6 +59,10 @@ def describe(model: GPT, tokenizer, ckpt: dict | None) -> str:
     if ckpt is None:
         lines.append("training history: none (an exported model carries weights, config and tokenizer only)")
         return "\n".join(lines)
+    if "imported_from" in ckpt:  # `import` wrote it: the weights were trained elsewhere
+        source = ckpt["imported_from"]
+        lines.append(f"training history: none here (imported from {source.get('model_type')} {source.get('path')!r})")
+        return "\n".join(lines)
     args, run = ckpt.get("train_args") or {}, ckpt.get("run") or {}
     best = ckpt.get("best_val_loss", math.inf)
     lines.append("training history:")

@@ -43,7 +43,9 @@ def swiglu_hidden(d_ff: int) -> int:
 class FeedForward(nn.Module):
     """Position-wise MLP: widen, a non-linearity, project back. Where most parameters live.
 
-    - 'gelu' (the seed's, GPT-2): proj(gelu(fc(x))).
+    - 'gelu' (the seed's): proj(gelu(fc(x))), the exact GELU x * Phi(x).
+    - 'gelu_tanh': the same with GELU's tanh approximation, which GPT-2 was trained with (its
+      ``gelu_new``); only imported GPT-2 models need it.
     - 'relu2': proj(relu(fc(x))^2), squared ReLU (So et al. 2021, "Primer"): as cheap as ReLU, and
       in speed-run GPTs (modded-nanoGPT) it trains a little faster than GELU.
     - 'swiglu': proj(silu(gate(x)) * up(x)), a gated unit (Shazeer 2020) used by LLaMA and PaLM:
@@ -64,6 +66,8 @@ class FeedForward(nn.Module):
         h = self.fc(x)  # (B, T, hidden) or (B, T, 2 * hidden)
         if self.kind == "gelu":
             h = F.gelu(h)
+        elif self.kind == "gelu_tanh":
+            h = F.gelu(h, approximate="tanh")
         elif self.kind == "relu2":
             h = F.relu(h).square()
         else:

@@ -33,8 +33,14 @@ is counted, trained on and encoded once.
 
 **Tie-breaking.** When two pairs are equally frequent, the smaller pair of ids wins (compare the
 first ids, then the second), so the same text always gives the same merges.
+
+**Imported vocabularies.** A tokenizer that came from elsewhere (GPT-2's, via ``import``) keeps its
+own numbering: ``ids`` maps the lab's ids (bytes, then merges) to the model's, ``specials`` are whole
+tokens such as ``<|endoftext|>`` after the merges, and ``pattern`` is GPT-2's original pre-split
+pattern (see minilab/tokenizers/hf.py). A tokenizer trained by the lab has none of these.
 """
 
+import functools
 import heapq
 import re
 from collections import Counter, defaultdict
@@ -44,6 +50,8 @@ from minilab.errors import LabError
 from minilab.tokenizers.utf8 import decode_utf8, encode_utf8
 
 PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?[^\W\d_]+| ?\d+| ?(?:[^\s\w]|_)+|\s+(?!\S)|\s+"""
+# GPT-2's own pattern, as Hugging Face tokenizers writes it: an imported GPT-2 tokenizer splits with it.
+GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 N_BYTES = 256  # ids 0..255 are the bytes themselves
 DEFAULT_VOCAB_SIZE = 512
 MAX_VOCAB_SIZE = 1 << 20  # the model's limit on its vocabulary
@@ -54,6 +62,21 @@ CACHE_SIZE = 1 << 18  # distinct chunks whose encoding is remembered
 def pre_split(text: str) -> list[str]:
     """The chunks that merges never cross (see PATTERN above); ``"".join(pre_split(t)) == t``."""
     return re.findall(PATTERN, text)
+
+
+@functools.cache
+def compiled_pattern(pattern: str) -> re.Pattern:
+    """PATTERN as it is, or GPT2_PATTERN spelled in Python's re (its classes as explicit ranges)."""
+    if pattern == PATTERN:
+        return re.compile(PATTERN)
+    if pattern != GPT2_PATTERN:
+        raise LabError("the BPE tokenizer was made with another pre-split pattern than this version of the lab's")
+    from minilab.tokenizers.charclass import gpt2_classes, python_class
+
+    S, L, N = gpt2_classes()
+    s, not_s = python_class(S), python_class(S, negate=True)
+    letters, numbers, other = python_class(L), python_class(N), python_class(S, L, N, negate=True)
+    return re.compile(f"'s|'t|'re|'ve|'m|'ll|'d| ?{letters}+| ?{numbers}+| ?{other}+|{s}+(?!{not_s})|{s}+")
 
 
 def check_vocab_size(vocab_size) -> None:
@@ -134,13 +157,28 @@ class BPETokenizer:
 
     kind = "bpe"
 
-    def __init__(self, merges: list[tuple[int, int]]):
+    def __init__(
+        self,
+        merges: list[tuple[int, int]],
+        pattern: str = PATTERN,
+        ids: list[int] | None = None,
+        specials: list[str] | None = None,
+    ):
         self.merges = [tuple(pair) for pair in merges]
         self.ranks = {pair: N_BYTES + i for i, pair in enumerate(self.merges)}  # pair -> its new id
         self.token_bytes = [bytes([b]) for b in range(N_BYTES)]  # id -> the bytes it stands for
         for a, b in self.merges:
             self.token_bytes.append(self.token_bytes[a] + self.token_bytes[b])
         self._cache: dict[str, list[int]] = {}  # chunk -> its ids
+        # Imported vocabularies only (see above); a lab-trained tokenizer has the defaults.
+        self.pattern, self._split = pattern, compiled_pattern(pattern).findall
+        self.specials = list(specials or [])
+        self.token_bytes += [s.encode("utf-8") for s in self.specials]
+        self.ids = list(ids) if ids is not None else None  # lab id -> model id
+        self._lab_id = {m: i for i, m in enumerate(self.ids)} if self.ids is not None else None
+        # Longest first, so that a special token containing another is found whole.
+        ordered = sorted(self.specials, key=len, reverse=True)
+        self._special_re = re.compile("|".join(map(re.escape, ordered))) if ordered else None
 
     @classmethod
     def train(cls, text: str, vocab_size: int = DEFAULT_VOCAB_SIZE) -> "BPETokenizer":
@@ -176,9 +214,21 @@ class BPETokenizer:
 
     def encode(self, text: str) -> list[int]:
         """Text to token ids; any string works (lone surrogates too, see minilab/tokenizers/utf8.py)."""
+        if self._special_re is None and self.ids is None:
+            return self._encode_ordinary(text)
+        out: list[int] = []
+        start = 0
+        for m in self._special_re.finditer(text) if self._special_re else ():  # a special token is one id
+            out += self._encode_ordinary(text[start : m.start()])
+            out.append(N_BYTES + len(self.merges) + self.specials.index(m.group()))
+            start = m.end()
+        out += self._encode_ordinary(text[start:])
+        return out if self.ids is None else [self.ids[i] for i in out]
+
+    def _encode_ordinary(self, text: str) -> list[int]:
         out: list[int] = []
         cache = self._cache
-        for chunk in pre_split(text):
+        for chunk in self._split(text):
             ids = cache.get(chunk)
             if ids is None:
                 ids = self._encode_chunk(chunk)
@@ -189,6 +239,8 @@ class BPETokenizer:
 
     def decode_bytes(self, ids: Iterable[int]) -> bytes:
         """Token ids to the bytes they stand for."""
+        if self._lab_id is not None:
+            ids = (self._lab_id[int(i)] for i in ids)
         return b"".join(self.token_bytes[int(i)] for i in ids)
 
     def decode(self, ids: Iterable[int]) -> str:
@@ -198,29 +250,39 @@ class BPETokenizer:
 
     def token_text(self, token_id: int) -> str:
         """A token as readable, quoted text: 'th', ' the', '\\n', or '\\xe2' for part of a character."""
-        return show_bytes(self.token_bytes[token_id])
+        return show_bytes(self.token_bytes[token_id if self._lab_id is None else self._lab_id[token_id]])
 
     def summary(self, n_merges: int = 20) -> str:
         """The vocabulary in a few lines: its size and the first merges, as text."""
         lines = [f"vocabulary: {self.vocab_size} bpe tokens: 256 bytes + {len(self.merges)} merges"]
         if self.merges:
             lines.append(f"first {min(n_merges, len(self.merges))} merges, in the order learned:")
+        show = lambda i: show_bytes(self.token_bytes[i])  # noqa: E731 (lab ids, as the merges hold them)
         for i, (a, b) in enumerate(self.merges[:n_merges]):
-            lines.append(
-                f"  {N_BYTES + i}: {self.token_text(a)} + {self.token_text(b)} -> {self.token_text(N_BYTES + i)}"
-            )
+            lines.append(f"  {self.model_id(N_BYTES + i)}: {show(a)} + {show(b)} -> {show(N_BYTES + i)}")
+        if self.specials:
+            lines.append(f"special tokens: {', '.join(self.specials)}")
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
         """JSON-ready data: the merges (pairs of ids) are the whole tokenizer; the pattern is recorded."""
-        return {"type": self.kind, "pattern": PATTERN, "vocab_size": self.vocab_size, "merges": self.merges}
+        d = {"type": self.kind, "pattern": self.pattern, "vocab_size": self.vocab_size, "merges": self.merges}
+        if self.specials:
+            d["specials"] = self.specials
+        if self.ids is not None:
+            d["ids"] = self.ids
+        return d
+
+    def model_id(self, lab_id: int) -> int:
+        """The id the model uses for the lab's id ``lab_id`` (the same, unless imported)."""
+        return lab_id if self.ids is None else self.ids[lab_id]
 
     @classmethod
     def from_dict(cls, d: dict) -> "BPETokenizer":
         """Rebuild from ``to_dict`` data, checking every merge; malformed data is a LabError."""
         if not isinstance(d, dict) or d.get("type") != cls.kind:
             raise LabError("the tokenizer data is not a BPE tokenizer")
-        if d.get("pattern") != PATTERN:
+        if d.get("pattern") not in (PATTERN, GPT2_PATTERN):
             raise LabError("the BPE tokenizer was made with another pre-split pattern than this version of the lab's")
         merges = d.get("merges")
         if not isinstance(merges, list):
@@ -237,9 +299,15 @@ class BPETokenizer:
             if tuple(pair) in seen:
                 raise LabError(f"BPE merge {i} repeats an earlier merge: {pair!r}")
             seen.add(tuple(pair))
-        if d.get("vocab_size", N_BYTES + len(merges)) != N_BYTES + len(merges):
-            raise LabError(f"the BPE tokenizer says vocab_size {d['vocab_size']!r} but has {len(merges)} merges")
-        return cls([tuple(pair) for pair in merges])
+        specials, ids = d.get("specials", []), d.get("ids")
+        if not isinstance(specials, list) or not all(isinstance(t, str) and t for t in specials):
+            raise LabError("the BPE tokenizer's special tokens must be a list of non-empty strings")
+        size = N_BYTES + len(merges) + len(specials)
+        if d.get("vocab_size", size) != size:
+            raise LabError(f"the BPE tokenizer says vocab_size {d['vocab_size']!r} but has {size} tokens")
+        if ids is not None and (not isinstance(ids, list) or sorted(ids) != list(range(size))):
+            raise LabError(f"the BPE tokenizer's ids must be a permutation of 0..{size - 1}")
+        return cls([tuple(pair) for pair in merges], d["pattern"], ids, specials)
 
 
 def show_bytes(data: bytes) -> str:
