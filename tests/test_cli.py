@@ -212,6 +212,7 @@ BAD_TRAIN = [
     (["--data", "ok.txt", "--d_model", "99999999"], "d_model must be between"),
     (["--data", "ok.txt", "--device", "cuda"], "no CUDA GPU"),
     (["--data", "ok.txt", "--device", "tpu"], "choose one of auto"),
+    (["--data", "ok.txt", "--device", "cpu", "--dtype", "fp16"], "--dtype fp16 on cpu: fp16 needs a gradient scaler"),
     (["--data", "ok.txt", "--out_dir", "afile"], "is a file, not a directory"),
     (["--data", "ok.txt", "--pos_encoding", "rotary"], "invalid choice"),
     (["--data", "ok.txt", "--norm", "batchnorm"], "invalid choice: 'batchnorm'"),
