@@ -160,8 +160,8 @@ def test_the_worked_numbers_of_how_it_works():
 # ---------------------------------------------------------------- the package map and its layers
 
 # Top to bottom, as the map draws them: a module imports only from its own group or a lower one.
-LAYERS = ["app", "training", "generation", "checkpoint", "model", "tokenizers", "leaves"]
-LEAVES = {"files", "checks", "errors", "device", "plots"}
+LAYERS = ["app", "inside", "training", "generation", "checkpoint", "model", "tokenizers", "leaves"]
+LEAVES = {"files", "checks", "errors", "device", "precision", "plots"}
 
 
 def _group(module: str) -> str:

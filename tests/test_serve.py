@@ -270,3 +270,35 @@ def test_the_pages_generation_defaults_are_the_librarys(server):
     status, body = get_json(server, "/api/sampling")
     assert status == 200 and body == {k: v for k, v in asdict(SamplingConfig()).items() if v is not None}
     assert body["temperature"] == 0.8  # generate's documented default (README: --temperature 0.8)
+
+
+def test_inside_answers_and_their_limits(server):
+    from minilab.app.inside_web import MAX_TEXT_CHARS
+    from tests.conftest import EXAMPLE
+
+    ckpt = "best_model.pt"
+
+    def post(path, body):
+        return get_json(
+            server, path, method="POST", body=json.dumps(body), headers={"Content-Type": "application/json"}
+        )
+
+    status, lens = get_json(server, f"/api/inside/lens?checkpoint={ckpt}&prompt=The%20cat")
+    assert status == 200 and lens["layers"] == ["embed", "layer 0", "layer 1"]
+    assert len(lens["target_prob"][0]) == len("The cat") - 1
+    text = EXAMPLE.read_text()[:2000]
+    status, ablate = post("/api/inside/ablate", {"checkpoint": ckpt, "text": text})
+    assert status == 200 and len(ablate["zero"]) == 2 and len(ablate["zero"][0]) == 4 and ablate["tokens"] > 0
+    status, emb = get_json(server, f"/api/inside/embeddings?checkpoint={ckpt}")
+    assert status == 200 and len(emb["coords"]) == len(emb["labels"])
+    status, neurons = post("/api/inside/neurons", {"checkpoint": ckpt, "text": text, "layer": 1})
+    assert status == 200 and len(neurons["neurons"]) == 5
+    for path, body, message in (
+        ("/api/inside/neurons", {"checkpoint": ckpt, "text": text, "layer": 5}, "layers 0..1"),
+        ("/api/inside/ablate", {"checkpoint": ckpt, "text": " "}, "paste some text"),
+        ("/api/inside/ablate", {"checkpoint": ckpt, "text": "e" * (MAX_TEXT_CHARS + 1)}, "the limit is"),
+        ("/api/inside/lens", {"checkpoint": ckpt, "prompt": "Zzz"}, "not in the model's vocabulary"),
+        ("/api/inside/frobnicate", {"checkpoint": ckpt}, "no inside tool"),
+    ):
+        status, answer = post(path, body)
+        assert status == 400 and message in answer["error"], (path, answer)

@@ -188,3 +188,41 @@ def test_runs_tab_curves_grow_while_a_run_trains(page, lab_dir):
         page.wait_for_function("runs.metrics['tiny-lr3e-3'].length === 21", timeout=10_000)
     finally:
         metrics.write_text(before)
+
+
+def test_inside_tab_lens_ablation_embeddings_and_neurons(page, tmp_path):
+    page.click("button[data-tab=inside]")
+    page.wait_for_selector("#ins-form select option", state="attached")
+    page.wait_for_function("document.querySelector('#ins-limits').textContent.includes('Limits:')")
+    page.fill("#ins-prompt", "The model")
+    page.click("#ins-lens-go")
+    page.wait_for_selector("#ins-out table.heat")
+    rows = page.locator("#ins-out table.heat tr")
+    assert rows.count() == 1 + 3  # a header, then embed and the tiny preset's 2 layers
+    assert page.locator("#ins-out table.heat tr:nth-child(2) td").count() == len("The model") - 1
+    page.click("#ins-ablate-go")  # no text yet: a one-line error
+    page.wait_for_function("document.querySelector('#ins-error').textContent.includes('paste some text')")
+    page.fill("#ins-text", EXAMPLE.read_text()[:3000])
+    page.click("#ins-ablate-go")
+    page.wait_for_function("document.querySelectorAll('#ins-out table.heat').length === 2")
+    assert page.locator("#ins-out table.heat").first.locator("td").count() == 2 * 4  # 2 layers x 4 heads
+    assert "loss with nothing removed" in page.inner_text("#ins-out")
+    assert page.inner_text("#ins-error") == ""
+    page.click("#ins-emb-go")
+    page.wait_for_selector("#ins-emb")
+    drawn = page.evaluate(
+        "() => { const c = document.querySelector('#ins-emb'); const d = c.getContext('2d')"
+        ".getImageData(0, 0, c.width, c.height).data; let n = 0; for (let i = 3; i < d.length; i += 4) n += d[i] > 0;"
+        " return n; }"
+    )
+    assert drawn > 200  # the token labels were drawn
+    assert "nearest neighbours" in page.inner_text("#ins-out")
+    page.fill("#ins-layer", "7")
+    page.click("#ins-neurons-go")
+    page.wait_for_function("document.querySelector('#ins-error').textContent.includes('layers 0..1')")
+    page.fill("#ins-layer", "1")
+    page.click("#ins-neurons-go")
+    page.wait_for_selector("#ins-out .neuron")
+    assert page.locator("#ins-out .neuron").count() == 5
+    assert page.locator("#ins-out .snippet span.focus").count() == 5 * 4
+    screenshot(page, tmp_path, "inside.png")

@@ -38,7 +38,7 @@ def architecture(cfg) -> str:
     parts = [f"{cfg.pos_encoding} positions", cfg.norm]
     if cfg.qk_norm:
         parts.append("qk-norm")
-    parts.append(f"{cfg.mlp} MLP")
+    parts.append(f"{cfg.mlp} MLP" if cfg.mlp != "none" else "no MLP (attention only)")
     parts.append("tied head" if cfg.tie_embeddings else "untied head")
     parts.append("biases" if cfg.bias else "no biases")
     if cfg.logit_softcap:

@@ -30,6 +30,7 @@ STATIC = {  # URL -> (file in WEB_DIR, content type): the only files the server 
     "/": ("index.html", "text/html; charset=utf-8"),
     "/index.html": ("index.html", "text/html; charset=utf-8"),
     "/app.js": ("app.js", "text/javascript; charset=utf-8"),
+    "/inside.js": ("inside.js", "text/javascript; charset=utf-8"),
     "/style.css": ("style.css", "text/css; charset=utf-8"),
 }
 
@@ -45,10 +46,11 @@ class HTTPError(Exception):
 class Lab:
     """What the server knows: the two folders it may read, and the models loaded so far."""
 
-    def __init__(self, experiments: str | Path, checkpoints: str | Path, device: str = "cpu"):
+    def __init__(self, experiments: str | Path, checkpoints: str | Path, device: str = "cpu", dtype: str = "fp32"):
         self.experiments = Path(experiments).resolve()
         self.checkpoints = Path(checkpoints).resolve()
         self.device = device
+        self.dtype = dtype  # 'fp32' or 'bf16': what generation computes in (minilab/precision.py)
         self.loads = 0  # how many times a model was read from disk (the cache makes repeats free)
         self._models: dict[tuple[str, int], tuple] = {}
         self._lock = threading.Lock()
@@ -306,6 +308,10 @@ class Handler(BaseHTTPRequestHandler):
             return self._json({k: v for k, v in asdict(SamplingConfig()).items() if v is not None})
         if route == ["attention"]:
             return self._json(lab.attention(q.get("checkpoint", ""), q.get("prompt", "")))
+        if len(route) == 2 and route[0] == "inside":  # the Inside tab: minilab/app/inside_web.py
+            from minilab.app.inside_web import answer
+
+            return self._json(answer(lab, route[1], q))
         if route == ["generate"] and self.command == "GET":
             return self._generate(q)
         raise HTTPError(404, f"no API endpoint {path}")
@@ -324,7 +330,7 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         t0 = time.perf_counter()
         try:
-            for piece in stream_text(model, tokenizer, prompt, **settings):
+            for piece in stream_text(model, tokenizer, prompt, dtype=self.lab.dtype, **settings):
                 self._event({"text": piece})
         except LabError as e:  # too late for a status code: tell the page in the stream
             return self._event({"error": str(e).splitlines()[0]}, "error")

@@ -42,6 +42,23 @@ SHAKESPEARE_CPU = dict(
     sample_length=0,
 )
 
+# The induction-head experiment (minilab/inside/induction.py, `mini-transformer-lab induction`): two
+# attention-only layers, the smallest model in which induction heads form; no dropout.
+INDUCTION = dict(
+    context_length=32,
+    d_model=64,
+    n_heads=4,
+    n_layers=2,
+    mlp="none",
+    dropout=0.0,
+    pos_encoding="learned",
+    batch_size=64,
+    steps_per_epoch=1000,
+    epochs=6,
+    lr=3e-3,
+    sample_length=0,
+)
+
 PRESETS: dict[str, dict] = {
     # Seconds on a CPU: for tests, demos and trying a flag out.
     "tiny": dict(
@@ -63,12 +80,17 @@ PRESETS: dict[str, dict] = {
     # rotary positions, RMSNorm, QK-norm, squared-ReLU MLP, and Muon for the hidden matrices.
     "modern": dict(pos_encoding="rope", norm="rmsnorm", qk_norm=True, mlp="relu2", optimizer="muon"),
     "shakespeare-cpu": SHAKESPEARE_CPU,
+    # The same on a CPU with bf16 matrix units (AMX or AVX512-BF16): 128 wide, which --dtype auto
+    # trains in bf16 there, at the speed of the 96-wide model in fp32 (docs/speedrun.md, Intel table).
+    # Elsewhere it trains in fp32 and is simply a slower recipe.
+    "shakespeare-bf16": {**SHAKESPEARE_CPU, **dict(d_model=128, n_heads=4, d_ff=512)},
     # The same for about ten minutes: a wider model with a longer context, which pays off only with
     # more training time (chosen from the shorter runs; not tuned at 600 s).
     "shakespeare-cpu-long": {
         **SHAKESPEARE_CPU,
         **dict(context_length=128, d_model=192, n_heads=6, d_ff=768, steps_per_epoch=500),
     },
+    "induction": INDUCTION,
 }
 
 MODEL_KEYS = tuple(f.name for f in fields(ModelConfig) if f.name != "vocab_size")  # vocab comes from the data
@@ -169,6 +191,7 @@ def resume_configs(ckpt: dict, train_flags: dict, model_flags: dict) -> tuple[Tr
         if value != saved:
             raise LabError(f"--{key} {value} contradicts the checkpoint, which has {key} = {saved}")
     saved_args = dict(ckpt.get("train_args") or {})
+    saved_args.setdefault("dtype", "fp32")  # checkpoints from before --dtype trained in fp32 (on a CPU)
     # The tokenizer comes from the checkpoint; asking for another one cannot be honoured.
     saved_tok = tokenizer_from_dict(ckpt["tokenizer"])
     bpe = saved_tok.kind == "bpe"

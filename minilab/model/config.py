@@ -11,7 +11,7 @@ from minilab.errors import LabError
 
 POS_ENCODINGS = ("sinusoidal", "learned", "rope", "none")
 NORMS = ("layernorm", "rmsnorm")
-MLPS = ("gelu", "gelu_tanh", "relu2", "swiglu")
+MLPS = ("gelu", "gelu_tanh", "relu2", "swiglu", "none")
 
 
 @dataclass
@@ -37,7 +37,8 @@ class ModelConfig(DictConfig):
     mlp: str = setting(
         "gelu",
         "feed-forward activation (gelu_tanh: GPT-2's tanh approximation, for imported GPT-2s); swiglu uses "
-        "a hidden width of 2/3 d_ff, so the parameter count stays about the same",
+        "a hidden width of 2/3 d_ff, so the parameter count stays about the same; none: attention only "
+        "(the induction-head experiment)",
         choices=MLPS,
     )
     tie_embeddings: bool = setting(True, "share the token embedding with the output head")

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from minilab.model.config import ModelConfig
 from minilab.model.kvcache import KVCache
-from minilab.model.layers import FeedForward, make_norm
+from minilab.model.layers import FeedForward, HookPoint, make_norm
 from minilab.model.positions import Rotary, sinusoidal_table
 
 
@@ -25,13 +25,27 @@ def future_mask(T: int, S: int, device=None) -> torch.Tensor:
     return torch.ones(T, S, dtype=torch.bool, device=device).triu(S - T + 1)
 
 
-def explicit_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor):
-    """Causal attention written out: softmax(q k^T / sqrt(d), future masked) v. Returns (out, weights)."""
+def attention_weights(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """softmax(q k^T / sqrt(d)) with the future masked: how much each query reads each key. (B, nh, T, S)"""
     T, S = q.size(-2), k.size(-2)
     scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))  # (B, nh, T, S)
     scores = scores.masked_fill(future_mask(T, S, q.device), float("-inf"))
-    weights = F.softmax(scores, dim=-1)  # (B, nh, T, S), each row sums to 1
+    return F.softmax(scores, dim=-1)  # (B, nh, T, S), each row sums to 1
+
+
+def explicit_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor):
+    """Causal attention written out: softmax(q k^T / sqrt(d), future masked) v. Returns (out, weights)."""
+    weights = attention_weights(q, k)
     return weights @ v, weights  # (B, nh, T, hs)
+
+
+def fused_attention(q, k, v, mask=None, is_causal=False, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """PyTorch's fused attention kernel, computed in ``dtype`` (outside autocast) if given; returns q's dtype."""
+    if dtype is None or q.dtype == dtype:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal)
+    with torch.autocast(q.device.type, enabled=False):
+        y = F.scaled_dot_product_attention(q.to(dtype), k.to(dtype), v.to(dtype), attn_mask=mask, is_causal=is_causal)
+    return y.to(q.dtype)
 
 
 class CausalSelfAttention(nn.Module):
@@ -52,6 +66,13 @@ class CausalSelfAttention(nn.Module):
         # The fused kernel (flash / memory-efficient attention) is the default; the explicit path is
         # the same maths spelled out, used for attention maps and as the reference in tests.
         self.fused = True
+        # Hook points (minilab/inside/hooks.py): named places where a tool may read or replace a tensor.
+        self.hook_pattern = HookPoint(f"blocks.{layer}.attn.pattern")  # the attention weights (B, nh, T, S)
+        self.hook_heads = HookPoint(f"blocks.{layer}.attn.heads")  # each head's output, before proj (B, nh, T, hs)
+        self.hook_out = HookPoint(f"blocks.{layer}.attn.out")  # what attention adds to the residual (B, T, C)
+        # Under bf16 autocast on a CPU, the fused kernel is faster in fp32 than in bf16 (its bf16
+        # backward pass: 1.5x slower on an AMX Xeon), so the trainer may set this to torch.float32.
+        self.attention_dtype: torch.dtype | None = None
 
     def forward(self, x: torch.Tensor, need_weights: bool = False, cache: KVCache | None = None):
         B, T, C = x.shape
@@ -67,16 +88,22 @@ class CausalSelfAttention(nn.Module):
         if cache is not None:  # attend over the cached earlier tokens too: k, v become (B, nh, S, hs)
             k, v = cache.update(self.layer, k, v)
         S = k.size(2)
-        if need_weights or not self.fused:
-            y, weights = explicit_attention(q, k, v)
-        elif T == S or T == 1:
-            # No dropout on the attention weights: it would force PyTorch off its fused kernel.
-            # A single new token may see every cached position, so it needs no mask at all.
-            y, weights = F.scaled_dot_product_attention(q, k, v, is_causal=T > 1), None
-        else:  # several new tokens after cached ones: the causal mask is offset by S - T
-            y, weights = F.scaled_dot_product_attention(q, k, v, attn_mask=~future_mask(T, S, q.device)), None
+        if need_weights or not self.fused or self.hook_pattern.edits:
+            weights = self.hook_pattern(attention_weights(q, k))  # (B, nh, T, S)
+            y = weights @ v  # (B, nh, T, hs)
+        else:
+            # A tool that only reads the pattern gets it computed on the side; y still comes from
+            # the fused kernel, so looking does not change a single bit of the output.
+            weights = self.hook_pattern(attention_weights(q, k)) if self.hook_pattern.fn is not None else None
+            if T == S or T == 1:
+                # No dropout on the attention weights: it would force PyTorch off its fused kernel.
+                # A single new token may see every cached position, so it needs no mask at all.
+                y = fused_attention(q, k, v, is_causal=T > 1, dtype=self.attention_dtype)
+            else:  # several new tokens after cached ones: the causal mask is offset by S - T
+                y = fused_attention(q, k, v, ~future_mask(T, S, q.device), dtype=self.attention_dtype)
+        y = self.hook_heads(y)  # (B, nh, T, hs): zeroing one head here removes it from the model
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # heads side by side again: (B, T, C)
-        return self.resid_dropout(self.proj(y)), weights
+        return self.hook_out(self.resid_dropout(self.proj(y))), weights
 
 
 class Block(nn.Module):
@@ -86,16 +113,20 @@ class Block(nn.Module):
         super().__init__()
         self.ln1 = make_norm(cfg, cfg.d_model)
         self.attn = CausalSelfAttention(cfg, layer)
-        self.ln2 = make_norm(cfg, cfg.d_model)
-        self.mlp = FeedForward(cfg)
+        # mlp='none' leaves attention only: the smallest model in which induction heads form.
+        self.ln2 = make_norm(cfg, cfg.d_model) if cfg.mlp != "none" else None
+        self.mlp = FeedForward(cfg, layer) if cfg.mlp != "none" else None
+        self.hook_resid_mid = HookPoint(f"blocks.{layer}.resid_mid")  # the residual stream after attention
+        self.hook_resid_post = HookPoint(f"blocks.{layer}.resid_post")  # ... and after the whole block
 
     def forward(self, x: torch.Tensor, need_weights: bool = False, cache: KVCache | None = None):
         # Normalising the input of each branch (not the sum) keeps the residual path a clean
         # highway for gradients, which is why pre-norm trains stably without tricks.
         a, weights = self.attn(self.ln1(x), need_weights, cache)
-        x = x + a
-        x = x + self.mlp(self.ln2(x))
-        return x, weights
+        x = self.hook_resid_mid(x + a)
+        if self.mlp is not None:
+            x = x + self.mlp(self.ln2(x))
+        return self.hook_resid_post(x), weights
 
 
 class GPT(nn.Module):
@@ -120,6 +151,9 @@ class GPT(nn.Module):
             # vocab_size x d_model parameters and tends to help small models. Untied, the head is
             # free to differ from the embedding (most large models untie it).
             self.lm_head.weight = self.tok_emb.weight
+        self.hook_embed = HookPoint("embed")  # tokens plus positions: the residual stream entering block 0
+        self.hook_final_norm = HookPoint("final_norm")  # the last residual stream, normalised for the head
+        self.hook_logits = HookPoint("logits")
         self.apply(self._init_weights)
         # Scale the layers that write into the residual stream by depth so that its variance does
         # not grow with the number of blocks (GPT-2's initialisation).
@@ -142,6 +176,11 @@ class GPT(nn.Module):
         """Choose PyTorch's fused attention kernel (True, default) or the explicit maths (False)."""
         for block in self.blocks:
             block.attn.fused = fused
+
+    def set_attention_dtype(self, dtype: torch.dtype | None) -> None:
+        """Run the fused attention kernel in ``dtype`` whatever autocast says (None: autocast's choice)."""
+        for block in self.blocks:
+            block.attn.attention_dtype = dtype
 
     def embed(self, idx: torch.Tensor, start: int = 0) -> torch.Tensor:
         """Token embedding plus position encoding for positions start..start+T-1. (B, T) -> (B, T, C)
@@ -169,21 +208,45 @@ class GPT(nn.Module):
         ``cache.length``, each layer attends over the cached keys/values too, and the cache grows by T.
         """
         start = cache.length if cache is not None else 0
-        x = self.embed(idx, start)
+        x = self.hook_embed(self.embed(idx, start))
         for block in self.blocks:
             x, _ = block(x, cache=cache)
         if cache is not None:
             cache.advance(idx.size(1))
-        logits = self.lm_head(self.ln_f(x))  # (B, T, V)
+        logits = self.unembed(self.hook_final_norm(self.ln_f(x)))  # (B, T, V)
+        logits = self.hook_logits(logits)
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1))
+        return logits, loss
+
+    def unembed(self, x: torch.Tensor) -> torch.Tensor:
+        """A normalised residual stream (B, T, C) -> logits (B, T, V): the head, soft-capped if asked."""
+        logits = self.lm_head(x)  # (B, T, V)
         if self.cfg.logit_softcap > 0:
             # Soft-capping (Gemma 2, modded-nanoGPT) squashes logits smoothly into (-C, C): the model
             # cannot become arbitrarily confident, which keeps early training stable.
             C = self.cfg.logit_softcap
             logits = C * torch.tanh(logits / C)
-        loss = None
-        if targets is not None:
-            loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1))
-        return logits, loss
+        return logits
+
+    def hook_points(self) -> dict[str, HookPoint]:
+        """Every hook point by name ('embed', 'blocks.0.attn.pattern', ..., 'logits'); see minilab/inside/hooks.py."""
+        return {p.name: p for m in self.modules() for p in vars(m).values() if isinstance(p, HookPoint)}
+
+    @torch.no_grad()
+    def run_with_cache(self, idx: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """(logits, {hook name: tensor}) for every hook point; recording leaves the logits bitwise unchanged."""
+        cache, points = {}, list(self.hook_points().values())
+        saved = [p.fn for p in points]
+        for p, fn in zip(points, saved):  # record what flows past, after any replacement already installed
+            p.fn = lambda x, name=p.name, fn=fn: cache.setdefault(name, x if fn is None else fn(x))
+        try:
+            logits, _ = self(idx)
+        finally:
+            for p, fn in zip(points, saved):
+                p.fn = fn
+        return logits, cache
 
     @torch.no_grad()
     def attention_maps(self, idx: torch.Tensor) -> list[torch.Tensor]:

@@ -11,6 +11,24 @@ import torch.nn.functional as F
 from minilab.model.config import ModelConfig
 
 
+class HookPoint:
+    """A named place in the forward pass where a tool (minilab/inside) can read or replace a tensor.
+
+    Unused (``fn`` is None) it hands its input straight back: one attribute test, no copy. It is
+    not an nn.Module, so it holds no weights and adds nothing to checkpoints.
+    """
+
+    __slots__ = ("name", "fn", "edits")
+
+    def __init__(self, name: str):
+        self.name = name
+        self.fn = None  # set by minilab/inside/hooks.py: takes the tensor, returns the one to use
+        self.edits = False  # True when fn may change the tensor, not only look at it
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return x if self.fn is None else self.fn(x)
+
+
 class RMSNorm(nn.Module):
     """Root-mean-square norm (Zhang & Sennrich 2019): x / sqrt(mean(x^2) + eps) * gain.
 
@@ -24,7 +42,8 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.rms_norm(x, (x.size(-1),), self.weight, self.eps)
+        # The gain in x's dtype: under bf16 autocast, a bf16 x with an fp32 gain misses the fused kernel.
+        return F.rms_norm(x, (x.size(-1),), self.weight.to(x.dtype), self.eps)
 
 
 def make_norm(cfg: ModelConfig, dim: int) -> nn.Module:
@@ -52,7 +71,7 @@ class FeedForward(nn.Module):
       width is 2/3 of d_ff to keep the parameter count (nearly) the same.
     """
 
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig, layer: int = 0):
         super().__init__()
         self.kind = cfg.mlp
         hidden = swiglu_hidden(cfg.d_ff) if cfg.mlp == "swiglu" else cfg.d_ff
@@ -60,6 +79,8 @@ class FeedForward(nn.Module):
         self.fc = nn.Linear(cfg.d_model, 2 * hidden if cfg.mlp == "swiglu" else hidden, bias=cfg.bias)
         self.proj = nn.Linear(hidden, cfg.d_model, bias=cfg.bias)
         self.dropout = nn.Dropout(cfg.dropout)
+        self.hook_hidden = HookPoint(f"blocks.{layer}.mlp.hidden")  # the neurons, after the non-linearity
+        self.hook_out = HookPoint(f"blocks.{layer}.mlp.out")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.fc(x)  # (B, T, hidden) or (B, T, 2 * hidden)
@@ -72,4 +93,5 @@ class FeedForward(nn.Module):
         else:
             gate, up = h.chunk(2, dim=-1)  # 2 x (B, T, hidden)
             h = F.silu(gate) * up
-        return self.dropout(self.proj(h))  # (B, T, C)
+        h = self.hook_hidden(h)  # (B, T, hidden)
+        return self.hook_out(self.dropout(self.proj(h)))  # (B, T, C)

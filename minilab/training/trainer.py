@@ -37,6 +37,7 @@ from minilab.generation.sampling import SamplingConfig
 from minilab.model.config import ModelConfig
 from minilab.model.flops import flops_per_token, measured_peak_flops
 from minilab.model.gpt import GPT
+from minilab.precision import choose_precision, device_facts
 from minilab.tokenizers.char import tokenizer_from_dict
 from minilab.training import distributed
 from minilab.training.clock import RunClock
@@ -124,7 +125,8 @@ class Trainer:
         # The data order: every rank draws the same global batch and trains on its own slice of it,
         # so the run does not depend on how many processes share it. Saved for resume.
         self.batch_gen = torch.Generator().manual_seed(cfg.seed)
-        self.wrapped = wrap_for_training(self.model, self.device, self.dist, cfg.compile)
+        self.precision = choose_precision(cfg.dtype, device_facts(self.device), model_cfg.d_model)
+        self.wrapped = wrap_for_training(self.model, self.device, self.dist, cfg.compile, self.precision)
         self.amp_dtype = self.wrapped.amp_dtype
         self.state = Progress()
         self.run_name = cfg.run_name or new_run_name(cfg.data)
@@ -258,7 +260,11 @@ class Trainer:
             self.log(f"note: {note}")
         if self.dist.enabled:  # the same weights everywhere, but different dropout masks per rank
             torch.manual_seed(cfg.seed + state.step + 1000 * self.dist.rank)
-        self.peak_flops = measured_peak_flops(self.device.type) * self.dist.world_size
+        if self.precision.warning:
+            self.log(self.precision.warning)
+        # MFU against the peak of the format the products run in (bf16 units are 5-9x fp32's on AMX).
+        peak = measured_peak_flops(self.device.type, dtype=self.precision.autocast_dtype)
+        self.peak_flops = peak * self.dist.world_size
         self.flops_per_token = flops_per_token(self.model)
         config = {
             "model": self.model_cfg.to_dict(),
@@ -266,6 +272,7 @@ class Trainer:
             "tokenizer": self.tokenizer.to_dict(),
             "parameters": self.model.num_params(),
             "device": str(self.device),
+            "dtype": self.precision.name,  # what --dtype resolved to on this machine
         }
         self.files.open(state.step if state.step > 0 else None, config, cfg.tensorboard, self.log)
         length = (
@@ -275,7 +282,8 @@ class Trainer:
         )
         self.log(
             f"{'resuming' if state.step > 0 else 'training'} a {self.model.num_params() / 1e6:.2f}M-parameter model on "
-            f"{self.device}{f' x {self.dist.world_size} processes' if self.dist.enabled else ''}: "
+            f"{self.device}{f' x {self.dist.world_size} processes' if self.dist.enabled else ''} "
+            f"in {self.precision.describe()}: "
             f"{len(splits.train):,} training and {len(splits.val):,} validation tokens, "
             f"vocabulary {self.tokenizer.vocab_size}; {length}"
             f"{cfg.steps_per_epoch} steps of {self.tokens_per_step // splits.window} x {splits.window} tokens each"
