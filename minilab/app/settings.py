@@ -83,6 +83,10 @@ PRESETS: dict[str, dict] = {
     # rotary positions, RMSNorm, QK-norm, squared-ReLU MLP, and Muon for the hidden matrices.
     "modern": dict(pos_encoding="rope", norm="rmsnorm", qk_norm=True, mlp="relu2", optimizer="muon"),
     "shakespeare-cpu": SHAKESPEARE_CPU,
+    # The same on a CPU with bf16 matrix units (AMX or AVX512-BF16): 128 wide, which --dtype auto
+    # trains in bf16 there, at the speed of the 96-wide model in fp32 (docs/speedrun.md, Intel table).
+    # Elsewhere it trains in fp32 and is simply a slower recipe.
+    "shakespeare-bf16": {**SHAKESPEARE_CPU, **dict(d_model=128, n_heads=4, d_ff=512)},
     # The same for about ten minutes: a wider model with a longer context, which pays off only with
     # more training time (chosen from the shorter runs; not tuned at 600 s).
     "shakespeare-cpu-long": {
@@ -190,6 +194,7 @@ def resume_configs(ckpt: dict, train_flags: dict, model_flags: dict) -> tuple[Tr
         if value != saved:
             raise LabError(f"--{key} {value} contradicts the checkpoint, which has {key} = {saved}")
     saved_args = dict(ckpt.get("train_args") or {})
+    saved_args.setdefault("dtype", "fp32")  # checkpoints from before --dtype trained in fp32 (on a CPU)
     # The tokenizer comes from the checkpoint; asking for another one cannot be honoured.
     saved_tok = tokenizer_from_dict(ckpt["tokenizer"])
     bpe = saved_tok.kind == "bpe"
