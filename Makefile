@@ -29,13 +29,12 @@ $(HF_STAMP): pyproject.toml | $(STAMP)
 	$(BIN)/python -m pip install --quiet -e ".[dev,hf]" "$(TORCH)" || echo "hf extra not installed: hf tests will skip"
 	touch $@
 
-# Train a small model (0.8M parameters) on the bundled text for about a minute, then generate from it.
+# About a minute of training on the shipped tinyshakespeare (the shakespeare-cpu recipe), with the
+# text before and after, the loss curve and the next things to try (minilab/app/demo.py). One thread:
+# on a 2-core machine with anything else running, two threads made this small model's steps 30x slower
+# (docs/benchmarks.md).
 demo: $(STAMP)
-	$(BIN)/mini-transformer-lab train --data example_data/ai_intro.txt --epochs 10 \
-	    --d_model 128 --n_heads 4 --n_layers 4 --d_ff 512 --lr 0.004 --dropout 0 \
-	    --out_dir $(DEMO)/checkpoints --experiments_dir $(DEMO)/experiments --run_name demo-$$(date +%Y%m%d-%H%M%S)
-	$(BIN)/mini-transformer-lab generate --checkpoint $(DEMO)/checkpoints/checkpoint.pt \
-	    --prompt "Training even a mini transformer" --temperature 0.5 --max_new_tokens 300 --seed 7
+	$(BIN)/python -m minilab.app.demo --data example_data/tinyshakespeare.txt --out $(DEMO) --time_budget 60 --threads 1
 
 test: $(STAMP) $(BROWSER_STAMP) $(HF_STAMP)
 	$(BIN)/python -m pytest

@@ -21,6 +21,7 @@ run() {
     tail -n 2 "$OUT/$name.log" | head -n 1
 }
 mkdir -p "$OUT"
+(cd "$LAB/benchmarks" && "$PY" -c 'from machine import describe; print(describe("cpu", "auto (per run: config.json)"))')
 run classic
 run learned --pos_encoding learned
 run rope --pos_encoding rope

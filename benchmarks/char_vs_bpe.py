@@ -17,12 +17,12 @@ time instead of its steps, since the step count is not known in advance.
 
 import argparse
 import math
-import platform
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+from machine import describe
 
 from minilab.model.config import ModelConfig
 from minilab.training.config import TrainConfig
@@ -37,6 +37,7 @@ def make_trainer(train_file: Path, work: Path, name: str, args, **tok) -> Traine
     """A run on ``train_file``, built but not started: ``train_for`` drives its steps."""
     cfg = TrainConfig(
         data=str(train_file),
+        dtype="fp32",  # the figures in docs/experiments.md are fp32
         epochs=1,
         steps_per_epoch=1,  # unused: fit() is not called
         batch_size=args.batch_size,
@@ -97,8 +98,9 @@ def main():
     text = Path(args.data).read_text(encoding="utf-8")
     cut = int(len(text) * 0.9)
     val_text = text[cut:]
+    print(describe("cpu", "fp32"))
     print(
-        f"{platform.processor() or platform.machine()}, torch {torch.__version__}, {args.threads} threads; "
+        f"{args.threads} threads; "
         f"d_model {args.d_model}, {args.n_layers} layers, {args.n_heads} heads, d_ff {args.d_ff}, "
         f"context {args.context_length} tokens, batch {args.batch_size}, lr {args.lr}, dropout 0; "
         f"{args.seconds:.0f} s of training each, interleaved",

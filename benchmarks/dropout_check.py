@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from machine import describe
 
 import minilab.model.gpt as model_module
 from minilab.model.config import ModelConfig
@@ -35,6 +36,7 @@ def run(data: str, steps: int, batch: int, attn_dropout: float, tmp: Path):
     try:
         cfg = TrainConfig(
             data=data,
+            dtype="fp32",  # the figures in docs/experiments.md are fp32
             batch_size=batch,
             steps_per_epoch=steps,
             epochs=1,
@@ -67,6 +69,7 @@ def main():
     p.add_argument("--steps", type=int, default=400)
     p.add_argument("--batch_size", type=int, default=16)
     args = p.parse_args()
+    print(describe("cpu", "fp32"))
     print(
         f"seed config, dropout 0.1, batch {args.batch_size} x 256, {args.steps} steps, lr 1e-3 after warmup, "
         f"val loss on the first 100k validation tokens"

@@ -1,15 +1,15 @@
 """Generation speed: the KV-cache engine against the plain recompute loop, at the seed configuration.
 
-    python benchmarks/generate_bench.py [--device cpu] [--new_tokens 500] [--threads N] [--profile]
+    python benchmarks/generate_bench.py [--device cpu] [--new_tokens 500] [--threads N] [--dtype fp32|bf16] [--profile]
 
-Prints tokens/s for prompts of 1 and 64 tokens, batch 1 and 8, with and without the cache, their
-ratio, and the memory of the weights, of the cache, and the peak growth while generating at batch 8.
-Random weights: speed does not depend on what the model has learned.
+Prints the machine, then the time per step of every batch-1 decoding strategy (strategy.py) and the
+one this process picked, then tokens/s for prompts of 1 and 64 tokens, batch 1 and 8, with and
+without the cache, their ratio, and the memory of the weights, of the cache, and the peak growth
+while generating at batch 8. Random weights: speed does not depend on what the model has learned.
 """
 
 import argparse
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -17,23 +17,26 @@ import time
 from pathlib import Path
 
 import torch
+from machine import header
 
 from minilab.device import resolve_device
-from minilab.generation.decode import generate
+from minilab.generation import strategy
+from minilab.generation.decode import CachedDecoder, generate
 from minilab.generation.fastdecode import FastDecoder
 from minilab.model.config import ModelConfig
 from minilab.model.gpt import GPT
 from minilab.model.kvcache import KVCache
+from minilab.precision import device_facts
 
 
-def tokens_per_sec(model, prompt_len, batch, new_tokens, use_cache, device, repeats) -> float:
+def tokens_per_sec(model, prompt_len, batch, new_tokens, use_cache, device, repeats, dtype="fp32") -> float:
     rates = []
     for r in range(repeats):
         idx = torch.randint(0, model.cfg.vocab_size, (batch, prompt_len), device=device)
         gen = torch.Generator(device=device).manual_seed(r)
         _sync(device)
         t = time.perf_counter()
-        for _ in generate(model, idx, new_tokens, temperature=1.0, generator=gen, use_cache=use_cache):
+        for _ in generate(model, idx, new_tokens, temperature=1.0, generator=gen, use_cache=use_cache, dtype=dtype):
             pass
         _sync(device)
         rates.append(batch * new_tokens / (time.perf_counter() - t))
@@ -81,6 +84,7 @@ def main():
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--profile", action="store_true", help="also print where a cached decode step spends its time")
     p.add_argument("--threads", type=int, default=0, help="intra-op threads (default: PyTorch's choice)")
+    p.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32", help="decode in fp32 (default) or bf16")
     p.add_argument("--memory_only", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.memory_only:
@@ -90,16 +94,24 @@ def main():
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     model = GPT(ModelConfig(vocab_size=65)).to(device).eval()
+    header(str(device), (args.dtype,), peaks=False)
     print(
-        f"device {device} ({platform.processor() or platform.machine()}), torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads, seed config ({model.num_params() / 1e6:.2f}M params), "
-        f"{args.new_tokens} new tokens, median of {args.repeats}"
+        f"seed config ({model.num_params() / 1e6:.2f}M params), {args.new_tokens} new tokens, median of {args.repeats}"
     )
+    if device.type == "cpu":
+        print("\n| batch-1 strategy | us/step (best of 2 x 100 steps) |\n| --- | ---: |")
+        bf16 = args.dtype == "bf16" or bool(device_facts(device).cpu_bf16)
+        every = strategy.candidates(model, torch.get_num_threads(), False)
+        every += strategy.candidates(model, torch.get_num_threads(), True) if bf16 else []
+        for s in every:
+            print(f"| {s.describe()} | {strategy.seconds_per_step(model, s, CachedDecoder, 100) * 1e6:,.0f} |")
+        picked = strategy.choose(model, CachedDecoder, args.dtype == "bf16")
+        print(f"\npicked by this process's start-up measurement: {picked.describe()}\n")
     print("| prompt | batch | cached tok/s | recompute tok/s | speed-up |")
     print("| ---: | ---: | ---: | ---: | ---: |")
     for prompt_len in (1, 64):
         for batch in (1, 8):
-            cached = tokens_per_sec(model, prompt_len, batch, args.new_tokens, True, device, args.repeats)
+            cached = tokens_per_sec(model, prompt_len, batch, args.new_tokens, True, device, args.repeats, args.dtype)
             plain = tokens_per_sec(model, prompt_len, batch, args.new_tokens, False, device, args.repeats)
             print(f"| {prompt_len} | {batch} | {cached:,.0f} | {plain:,.0f} | {cached / plain:.1f}x |", flush=True)
 

@@ -15,6 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from machine import describe
+
 from minilab.training.prepare import prepare_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,6 +39,7 @@ def main():
         t = time.perf_counter()
         meta = prepare_dataset(big, Path(tmp) / "prepared", progress=False)
         took = time.perf_counter() - t
+        print(describe("cpu", "n/a (no tensors)"))
         print("| text | tokens | vocabulary | dtype | prepare time | rate |")
         print("| ---: | ---: | ---: | --- | ---: | ---: |")
         print(

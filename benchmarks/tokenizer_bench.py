@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import torch
+from machine import describe
 
 from minilab.tokenizers.bpe import BPETokenizer
 
@@ -94,6 +95,7 @@ def main():
     torch.set_num_threads(1)  # nothing here uses torch; keep its threads out of the way
     text = Path(args.data).read_text(encoding="utf-8")
     n_bytes = len(text.encode("utf-8"))
+    print(describe("cpu", "n/a (no tensors)"))
     print(
         f"{Path(args.data).name}: {n_bytes:,} bytes; vocab {args.vocab_size}; "
         f"{platform.python_implementation()} {platform.python_version()}, {platform.machine()}; "

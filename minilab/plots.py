@@ -117,7 +117,9 @@ def plot_comparison(runs: list, path: str | Path) -> None:
     palette = plt.get_cmap("tab10" if len(runs) <= 10 else "tab20")  # a distinct colour per run
     for i, run in enumerate(runs):
         steps, losses, walls = zip(*run.val)
-        style = dict(marker="o", markersize=3, linewidth=1.5, color=palette(i % palette.N), label=run.name)
+        prefix = run.summary.get("val_prefix_tokens")  # in-training evaluations of the split's first tokens
+        label = run.name + (f" (first {prefix:,} val tokens)" if prefix else "")
+        style = dict(marker="o", markersize=3, linewidth=1.5, color=palette(i % palette.N), label=label)
         by_step.plot(steps, losses, **style)
         timed = [(w, v) for w, v in zip(walls, losses) if w is not None]  # runs from before wall_time have none
         if timed:

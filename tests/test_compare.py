@@ -17,8 +17,11 @@ def runs(tmp_path_factory):
     d = tmp_path_factory.mktemp("runs")
     quiet = dict(log=lambda *_: None, progress=False)
     model = dict(context_length=32, dropout=0.0)
-    for name, pos, lr in (("a", "sinusoidal", 3e-3), ("b", "rope", 1e-3)):
-        cfg = tiny_train_config(d, run_name=name, lr=lr, sample_length=0, out_dir=str(d / f"ck_{name}"))
+    # b scores only the first 64 of its 152 validation tokens during training (--eval_tokens).
+    for name, pos, lr, cap in (("a", "sinusoidal", 3e-3, 0), ("b", "rope", 1e-3, 64)):
+        cfg = tiny_train_config(
+            d, run_name=name, lr=lr, sample_length=0, out_dir=str(d / f"ck_{name}"), eval_tokens=cap
+        )
         Trainer(cfg, tiny_model_config(pos_encoding=pos, **model), **quiet).fit()
     return d / "experiments"
 
@@ -35,23 +38,37 @@ def test_table_values_are_the_runs_own_summaries(runs):
     for name in ("a", "b"):
         s = json.loads((runs / name / "summary.json").read_text())
         row = cells[name]
-        assert float(row["best val"]) == pytest.approx(s["best_val_loss"], abs=5e-5)
-        assert float(row["final val"]) == pytest.approx(s["final_val_loss"], abs=5e-5)
+        best = s["best_val_loss"] if name == "a" else s["best_val_loss_prefix"]
+        assert float(row["best val"].rstrip("*")) == pytest.approx(best, abs=5e-5)
+        assert row["best val"].endswith("*") == (name == "b")  # a prefix figure is marked
+        assert float(row["val loss"]) == pytest.approx(s["final_val_loss"], abs=5e-5)
         assert int(row["params"].replace(",", "")) == s["parameters"]
         assert int(row["steps"]) == s["steps"] == 10
         assert float(row["wall s"]) == pytest.approx(s["wall_time_sec"], abs=0.05)
         assert float(row["tok/s"].replace(",", "")) == pytest.approx(s["tokens_per_sec"], abs=0.5)
+    assert "* scored during training on the first 64 validation tokens only" in compare_table(loaded)
     varying, per_run = differences(loaded)
-    assert varying == ["model.pos_encoding", "train.lr"]  # names, out_dir and run_name are not differences
+    assert varying == ["model.pos_encoding", "train.eval_tokens", "train.lr"]  # names and dirs are no differences
     # With a tie, the first run's values count as the baseline; the other run lists where it departs.
-    assert cells["a"]["differs"] == "-" and cells["b"]["differs"] == "pos_encoding=rope, lr=0.001"
+    assert cells["a"]["differs"] == "-" and cells["b"]["differs"] == "pos_encoding=rope, eval_tokens=64, lr=0.001"
+
+
+def test_summaries_from_before_the_final_evaluation_still_compare(runs, tmp_path):
+    shutil.copytree(runs / "b", tmp_path / "old")
+    summary = json.loads((tmp_path / "old" / "summary.json").read_text())
+    for key in ("best_val_loss_prefix", "final_val_loss_prefix", "val_prefix_tokens", "val_split_tokens"):
+        summary.pop(key)
+    summary.update(best_val_loss=1.25, final_val_loss=1.5)  # the keys older runs wrote
+    (tmp_path / "old" / "summary.json").write_text(json.dumps(summary))
+    row = _cells(compare_table([load_run(tmp_path / "old")]))["b"]
+    assert row["best val"] == "1.2500" and row["val loss"] == "1.5000"
 
 
 def test_a_value_shared_by_most_runs_is_the_baseline(runs, tmp_path):
     shutil.copytree(runs / "a", tmp_path / "a2")  # now two runs with a's settings, one with b's
     loaded = [load_run(runs / "a"), load_run(tmp_path / "a2"), load_run(runs / "b")]
     _, per_run = differences(loaded)
-    assert per_run == [{}, {}, {"pos_encoding": "rope", "lr": 0.001}]
+    assert per_run == [{}, {}, {"pos_encoding": "rope", "eval_tokens": 64, "lr": 0.001}]
 
 
 def test_compare_command_with_a_glob_writes_a_png(runs, tmp_path, capsys):

@@ -10,10 +10,10 @@ from minilab.inside.embeddings import embedding_map, nearest
 from minilab.inside.hooks import hooks, zero_head
 from minilab.inside.induction import (
     ALPHABET,
-    held_out_sequences,
     induction_scores,
     previous_token_scores,
-    repeated_stream,
+    repeated_sequences,
+    repeated_text,
 )
 from minilab.inside.lens import logit_lens
 from minilab.inside.neurons import hidden_activations, top_neurons
@@ -186,13 +186,13 @@ def test_induction_score_is_one_on_a_perfect_pattern_and_near_zero_on_a_uniform_
 
 
 def test_induction_score_follows_each_sequences_own_copy_distance():
-    tokens, first, length = held_out_sequences(5, 32, 50, torch.Generator().manual_seed(0))
+    tokens, first, length = repeated_sequences(5, 32, 50, torch.Generator().manual_seed(0))
     assert len(set(length.tolist())) > 1  # the distance between the copies varies
     T = 31  # the model reads tokens[:, :-1]
     perfect = torch.zeros(5, 1, T, T)
     for b in range(5):
         f, m = int(first[b]), int(length[b])
-        assert torch.equal(tokens[b, f : f + m], tokens[b, f + m : f + 2 * m]) and f + 2 * m == 32
+        assert torch.equal(tokens[b, f : f + m], tokens[b, f + m : f + 2 * m]) and f + 2 * m <= 32
         for q in range(T):
             key = q - m + 1 if q >= f + m else q  # in the copy: the token after the twin; elsewhere: itself
             perfect[b, 0, q, key] = 1.0
@@ -203,10 +203,27 @@ def test_induction_score_follows_each_sequences_own_copy_distance():
     assert induction_scores(fixed, first, length).item() < 0.5
 
 
-def test_repeated_data_repeats():
-    gen = torch.Generator().manual_seed(0)
-    stream = repeated_stream(200, 10, gen, min_len=5, max_len=5)
-    assert torch.equal(stream[:5], stream[5:10]) and torch.equal(stream[10:15], stream[15:20])
+def test_every_training_sequence_holds_a_whole_segment_and_its_copy():
+    T, vocab = 65, 64
+    tokens, first, length = repeated_sequences(200, T, vocab, torch.Generator().manual_seed(0))
+    assert tokens.shape == (200, T) and int(tokens.min()) >= 0 and int(tokens.max()) < vocab
+    assert int(length.min()) == T // 4 and int(length.max()) == T // 2  # the copy distance varies over its range
+    assert int(first.min()) == 0 and len(set(first.tolist())) > 10  # and so does where the pair sits
+    for b in range(200):
+        f, m = int(first[b]), int(length[b])
+        assert 0 <= f and f + 2 * m <= T  # the whole pair fits in the sequence, never cut by its edges
+        segment = tokens[b, f : f + m]
+        assert torch.equal(segment, tokens[b, f + m : f + 2 * m]) and len(set(segment.tolist())) == m
+    with pytest.raises(LabError, match="vocabulary of at least"):
+        repeated_sequences(1, 64, 20, torch.Generator())
+
+
+def test_repeated_text_is_one_training_sequence_a_line():
+    text = repeated_text(640, seed=3, line=64)
+    lines = text.splitlines()
+    assert len(lines) == 10 and all(len(line) == 64 and set(line) <= set(ALPHABET) for line in lines)
+    tokens, _, _ = repeated_sequences(10, 64, len(ALPHABET), torch.Generator().manual_seed(3))
+    assert lines == ["".join(ALPHABET[i] for i in row) for row in tokens.tolist()]
 
 
 def test_text_windows_cap_and_spread():

@@ -59,7 +59,10 @@ def test_a_file_may_name_a_preset_and_the_flag_wins(tmp_path):
         ("epochs = 2.5\n", "epochs must be a whole number, got 2.5"),
         ("qk_norm = 1\n", "qk_norm must be true or false, got 1"),
         ("pos_encoding = 3\n", "pos_encoding must be a string, got 3"),
-        ("preset = 'huge'\n", "preset 'huge': choose one of tiny, seed, modern, shakespeare-cpu, shakespeare-cpu-long"),
+        (
+            "preset = 'huge'\n",
+            "preset 'huge': choose one of tiny, seed, modern, shakespeare-cpu, shakespeare-bf16, shakespeare-cpu-long",
+        ),
         ("lr = = 1\n", "is not valid TOML"),
     ],
 )
@@ -100,7 +103,7 @@ def test_the_ablation_base_is_the_old_shakespeare_recipe():
     assert base["lr"] == 0.003 and base["batch_size"] == 16 and base["context_length"] == 64
 
 
-@pytest.mark.parametrize("name", ["shakespeare-cpu", "shakespeare-cpu-long"])
+@pytest.mark.parametrize("name", ["shakespeare-cpu", "shakespeare-bf16", "shakespeare-cpu-long"])
 def test_the_speedrun_presets_are_built_for_a_time_budget(name):
     train, model = resolve_settings({}, preset=name)
     model, train = ModelConfig(**model), TrainConfig(**train)

@@ -13,7 +13,7 @@ from minilab.app.assistant import COMMANDS as ASSISTANT_COMMANDS
 from minilab.app.assistant import eval_conversations
 from minilab.app.flags import build_parser
 from minilab.app.inside_cli import COMMANDS as INSIDE_COMMANDS
-from minilab.app.settings import run_configs
+from minilab.app.settings import resolve_settings, run_configs
 from minilab.errors import LabError
 
 
@@ -26,8 +26,20 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _inference_precision(requested: str, device):
+    """--dtype of eval, generate and serve, resolved for ``device``; a warning goes to stderr."""
+    from minilab.precision import device_facts, inference_precision
+
+    precision = inference_precision(requested, device_facts(device))
+    if precision.warning:
+        print(f"mini-transformer-lab: {precision.warning}", file=sys.stderr)
+    return precision
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     import math
+
+    import torch
 
     from minilab.checkpoint import load_model
     from minilab.device import resolve_device
@@ -40,17 +52,21 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if not 1 <= args.batch_size <= 1 << 16:
         raise LabError(f"--batch_size must be between 1 and 65536, got {args.batch_size}")
     device = resolve_device(args.device)
+    precision = _inference_precision(args.dtype, device)
     if is_conversations(args.data):  # the masked loss over the assistant's tokens, as fine-tuning counts it
         return eval_conversations(args, *load_model(args.checkpoint, device)[:2])
     text = read_text(args.data)
     model, tokenizer, ckpt = load_model(args.checkpoint, device)
     fraction = args.val_fraction or ((ckpt or {}).get("train_args") or {}).get("val_fraction") or 0.1
-    score = score_text(model, tokenizer, text, fraction, args.batch_size)
+    if device.type == "cpu" and precision.autocast_dtype is not None:
+        model.set_attention_dtype(torch.float32)  # faster than bf16 on CPUs (minilab/training/setup.py)
+    with precision.autocast(device.type):
+        score = score_text(model, tokenizer, text, fraction, args.batch_size)
     loss = score.loss
     print(
         f"loss {loss:.4f} nats/token | perplexity {math.exp(loss):.3f} | {loss / math.log(2):.4f} bits/token | "
         f"{score.bits_per_byte:.4f} bits/byte | {score.positions:,} positions scored "
-        f"({score.n_bytes:,} bytes: the last {fraction:g} of {args.data})"
+        f"({score.n_bytes:,} bytes: the last {fraction:g} of {args.data}; {precision.name})"
     )
     return 0
 
@@ -121,7 +137,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except ValueError:
         loopback = False  # a host name: assume it can be reached from elsewhere
     try:
-        server = make_server(Lab(args.experiments, args.checkpoints, device), args.host, args.port)
+        dtype = _inference_precision(args.dtype, device).name
+        server = make_server(Lab(args.experiments, args.checkpoints, device, dtype), args.host, args.port)
     except OSError as e:
         raise LabError(f"cannot listen on {args.host}:{args.port}: {e.strerror or e}") from None
     if not loopback:
@@ -197,16 +214,29 @@ def cmd_train(args: argparse.Namespace) -> int:
     # called in-process (a notebook, a test), it starts now.
     started = process_start() if args.as_program else None
     ckpt = load_checkpoint(resolve_checkpoint(args.resume)) if "resume" in args else None
-    train_cfg, model_cfg = run_configs(given, getattr(args, "config", None), getattr(args, "preset", None), ckpt)
-    trainer = Trainer(train_cfg, None if ckpt else model_cfg, resume=ckpt, started=started)
+    config, preset = getattr(args, "config", None), getattr(args, "preset", None)
+    train_cfg, model_cfg = run_configs(given, config, preset, ckpt)
+    # A context nobody chose (no flag, config file or preset) adapts to a tiny text (training/smalltext.py).
+    auto_context = ckpt is None and "context_length" not in resolve_settings(given, config, preset)[1]
+    trainer = Trainer(train_cfg, None if ckpt else model_cfg, resume=ckpt, started=started, auto_context=auto_context)
     result = trainer.fit()
     if trainer.dist.is_main:  # under torchrun, one report
-        print(
-            f"done: best val loss {result.best_val_loss:.4f} after {result.epochs} epochs "
-            f"({result.wall_time:.1f}s). Try:\n  mini-transformer-lab generate --checkpoint "
-            f'{result.out_dir / "best_model.pt"} --prompt "..."'
-        )
+        print(f"done: {final_report(result)}. Try:")
+        print(f'  mini-transformer-lab generate --checkpoint {result.out_dir / "best_model.pt"} --prompt "..."')
     return 0
+
+
+def final_report(result) -> str:
+    """The figure a run ends with: the final model on the whole validation split; a prefix figure says so."""
+    import math
+
+    took = f"after {result.epochs} epochs ({result.wall_time:.1f}s)"
+    if math.isnan(result.final_val_loss):  # no validation split (a tiny text): the training loss is all there is
+        return f"train loss {result.final_train_loss:.4f} {took}"
+    best = f"best in-training val loss {result.best_val_loss:.4f}"
+    if result.val_prefix:
+        best += f" on the first {result.val_prefix:,} validation tokens"
+    return f"val loss {result.final_val_loss:.4f} (the final model, whole validation split) {took}; {best}"
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -231,18 +261,19 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if any("\ud800" <= c <= "\udfff" for c in prompt):  # bytes that were not UTF-8 on the command line
         raise LabError("--prompt holds bytes that are not UTF-8 text; give the prompt as UTF-8")
     device = resolve_device(args.device)
+    dtype = _inference_precision(args.dtype, device).name
     model, tokenizer, _ = load_model(args.checkpoint, device)
     tokenizer.encode(prompt)  # unseen characters are an error before anything is printed
     settings = asdict(sampling)
     if args.interactive:
-        return run_interactive(model, tokenizer, sampling, stop)
+        return run_interactive(model, tokenizer, sampling, stop, dtype=dtype)
     if args.num_samples == 1:
         print(prompt, end="", flush=True)
-        for piece in stream_text(model, tokenizer, prompt, stop=stop, **settings):
+        for piece in stream_text(model, tokenizer, prompt, stop=stop, dtype=dtype, **settings):
             print(piece, end="", flush=True)
         print(flush=True)
         return 0
-    texts = generate_texts(model, tokenizer, prompt, args.num_samples, stop=stop, **settings)
+    texts = generate_texts(model, tokenizer, prompt, args.num_samples, stop=stop, dtype=dtype, **settings)
     for i, text in enumerate(texts):
         print(f"{'' if i == 0 else chr(10)}--- sample {i + 1} ---\n{prompt}{text}", flush=True)
     return 0

@@ -1,7 +1,8 @@
 """Comparing runs: read several experiment folders, say how their settings differ and how they did.
 
 A run folder (``experiments/<run>/``, see ``runlog.py``) holds config.json (every setting),
-summary.json (best and final losses, parameters, wall time, tokens/s) and metrics.csv (one row per
+summary.json (the final model's loss on the whole validation split, the best in-training
+evaluation, parameters, wall time, tokens/s) and metrics.csv (one row per
 step, the validation loss on the rows that end an epoch). ``compare_table`` prints them side by
 side; ``viz.plot_comparison`` draws the validation loss against the step and the wall clock.
 """
@@ -92,19 +93,27 @@ def short_name(key: str, keys) -> str:
 
 
 def compare_table(runs: list[Run]) -> str:
-    """A Markdown table: what differs, parameters, best and final val loss, steps, wall time, tokens/s."""
+    """A Markdown table: what differs, parameters, val loss, best in-training val loss, steps, wall time, tokens/s.
+
+    "val loss" is the final model on the whole validation split. A run that scored only the first
+    tokens of its split during training (--eval_tokens) shows its best such figure with a '*'.
+    """
     varying, per_run = differences(runs)
-    head = ["run", "differs", "params", "best val", "final val", "steps", "wall s", "tok/s"]
-    rows = []
+    head = ["run", "differs", "params", "val loss", "best val", "steps", "wall s", "tok/s"]
+    rows, prefixes = [], set()
     for r, diff in zip(runs, per_run):
         s = r.summary
+        best, prefix = s.get("best_val_loss"), s.get("val_prefix_tokens")
+        if prefix:  # summaries from before the final whole-split evaluation have no prefix keys
+            best = s.get("best_val_loss_prefix")
+            prefixes.add(prefix)
         rows.append(
             [
                 r.name,
                 ", ".join(f"{k}={v}" for k, v in diff.items()) or "-",
                 f"{s.get('parameters', 0):,}",
-                _loss(s.get("best_val_loss")),
                 _loss(s.get("final_val_loss")),
+                _loss(best) + ("*" if prefix and best is not None else ""),
                 str(s.get("steps", "")),
                 f"{s.get('wall_time_sec', math.nan):.1f}",
                 f"{s.get('tokens_per_sec', math.nan):,.0f}",
@@ -115,9 +124,12 @@ def compare_table(runs: list[Run]) -> str:
     out = [line(head), "| " + " | ".join("-" * w for w in widths) + " |", *map(line, rows)]
     keys = {k for r in runs for k in r.settings}
     shown = ", ".join(short_name(k, keys) for k in varying) or "none"
-    return "\n".join(
-        out + ["", f"settings that differ: {shown} (each run lists its values that are not the most common)"]
-    )
+    out += ["", f"settings that differ: {shown} (each run lists its values that are not the most common)"]
+    out.append("val loss: the final model on the whole validation split; best val: the best in-training evaluation")
+    if prefixes:
+        sizes = " or ".join(f"{n:,}" for n in sorted(prefixes))
+        out.append(f"* scored during training on the first {sizes} validation tokens only (--eval_tokens)")
+    return "\n".join(out)
 
 
 def _loss(v) -> str:

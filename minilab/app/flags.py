@@ -14,8 +14,11 @@ from minilab.app.settings import PRESETS
 from minilab.checks import shown_default
 from minilab.generation.sampling import SamplingConfig
 from minilab.model.config import ModelConfig
+from minilab.precision import DTYPE_CHOICES
 from minilab.tokenizers.char import TOKENIZERS
 from minilab.training.config import TrainConfig
+
+INFERENCE_DTYPE_HELP = "auto | fp32 | bf16 | fp16: what the products compute in; auto = fp32, exact (default auto)"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -105,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
         _setting(g, f, default=f.default)
     _flag(g, "num_samples", type=int, default=1, help="how many continuations, generated as one batch (default 1)")
     _flag(g, "device", default="auto", help="auto | cpu | cuda | mps (default auto)")
+    _flag(g, "dtype", choices=DTYPE_CHOICES, default="auto", help=INFERENCE_DTYPE_HELP)
 
     i = sub.add_parser("info", help="show a model's config, parameters, vocabulary and history", allow_abbrev=False)
     _flag(i, "checkpoint", metavar="CKPT", required=True, help="checkpoint file or export directory")
@@ -121,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _flag(e, "batch_size", type=int, default=32, help="windows per forward pass (default 32)")
     _flag(e, "device", default="auto", help="auto | cpu | cuda | mps (default auto)")
+    _flag(e, "dtype", choices=DTYPE_CHOICES, default="auto", help=INFERENCE_DTYPE_HELP)
 
     p = sub.add_parser("prepare", help="turn a big text file into a token file to train from", allow_abbrev=False)
     _flag(p, "data", metavar="FILE", required=True, help="UTF-8 text file of any size")
@@ -148,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     _flag(w, "port", type=int, default=8000, help="port to listen on, 0 = any free one (default 8000)")
     _flag(w, "host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     _flag(w, "device", default="cpu", help="auto | cpu | cuda | mps: where models run (default cpu)")
+    _flag(w, "dtype", choices=DTYPE_CHOICES, default="auto", help=INFERENCE_DTYPE_HELP)
 
     add_inside_parsers(sub, _flag)  # lens, ablate, embeddings, neurons, induction
 

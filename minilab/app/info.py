@@ -73,7 +73,9 @@ def describe(model: GPT, tokenizer, ckpt: dict | None) -> str:
         f"{run.get('tokens_seen', 0):,} tokens seen, {run.get('wall_time', 0.0):.1f}s of training"
     )
     if math.isfinite(best):
-        lines.append(f"  best validation loss {best:.4f} (perplexity {math.exp(best):.2f})")
+        prefix = run.get("val_prefix_tokens") or 0  # the in-training evaluations scored this many val tokens
+        scope = f" on the first {prefix:,} validation tokens" if prefix else ""
+        lines.append(f"  best validation loss {best:.4f}{scope} (perplexity {math.exp(best):.2f})")
     lines.append(
         f"  data {args.get('data')!r}, batch {args.get('batch_size')}, lr {args.get('lr')}, "
         f"optimizer {args.get('optimizer', 'adamw')}, schedule {args.get('schedule', 'cosine')}, "

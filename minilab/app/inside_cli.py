@@ -151,7 +151,7 @@ def cmd_induction(args: argparse.Namespace) -> int:
 
     recipe = PRESETS["induction"]
     if args.write_data is not None:
-        text = repeated_text(1_000_000, args.seed)
+        text = repeated_text(1_000_000, args.seed, recipe["context_length"])
         atomic_write(args.write_data, lambda f: f.write(text.encode()))
         print(f"wrote {args.write_data}; train on it with: mini-transformer-lab train --preset induction --data ...")
         return 0
@@ -163,7 +163,9 @@ def cmd_induction(args: argparse.Namespace) -> int:
     model_keys = {f for f in ModelConfig.__dataclass_fields__} - {"vocab_size"}
     cfg = ModelConfig(vocab_size=len(ALPHABET), **{k: v for k, v in recipe.items() if k in model_keys})
     steps = args.steps if args.steps is not None else recipe["steps_per_epoch"] * recipe["epochs"]
-    run = train_induction(cfg, steps, recipe["batch_size"], recipe["lr"], args.eval_every, args.seed)
+    run = train_induction(
+        cfg, steps, recipe["batch_size"], recipe["lr"], args.eval_every, args.seed, recipe["warmup_steps"]
+    )
     if out is not None:
         plot_induction(run, out)
         print(f"wrote {out}")

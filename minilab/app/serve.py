@@ -49,10 +49,11 @@ class HTTPError(Exception):
 class Lab:
     """What the server knows: the two folders it may read, and the models loaded so far."""
 
-    def __init__(self, experiments: str | Path, checkpoints: str | Path, device: str = "cpu"):
+    def __init__(self, experiments: str | Path, checkpoints: str | Path, device: str = "cpu", dtype: str = "fp32"):
         self.experiments = Path(experiments).resolve()
         self.checkpoints = Path(checkpoints).resolve()
         self.device = device
+        self.dtype = dtype  # 'fp32' or 'bf16': what generation computes in (minilab/precision.py)
         self.loads = 0  # how many times a model was read from disk (the cache makes repeats free)
         self._models: dict[tuple[str, int], tuple] = {}
         self._lock = threading.Lock()
@@ -146,6 +147,7 @@ class Lab:
                 "step": ckpt.get("step"),
                 "best_val_loss": best if isinstance(best, float) and math.isfinite(best) else None,
                 "run": (ckpt.get("run") or {}).get("name"),
+                "val_prefix_tokens": (ckpt.get("run") or {}).get("val_prefix_tokens", 0),  # best_val_loss's scope
             }
         return {
             "checkpoint": name,
@@ -351,7 +353,7 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         t0 = time.perf_counter()
         try:
-            for piece in stream_text(model, tokenizer, prompt, **settings):
+            for piece in stream_text(model, tokenizer, prompt, dtype=self.lab.dtype, **settings):
                 self._event({"text": piece})
         except LabError as e:  # too late for a status code: tell the page in the stream
             return self._event({"error": str(e).splitlines()[0]}, "error")

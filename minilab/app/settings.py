@@ -45,17 +45,20 @@ SHAKESPEARE_CPU = dict(
 # The induction-head experiment (minilab/inside/induction.py, `mini-transformer-lab induction`): two
 # attention-only layers, the smallest model in which induction heads form; no dropout.
 INDUCTION = dict(
-    context_length=32,
+    context_length=64,
     d_model=64,
     n_heads=4,
     n_layers=2,
     mlp="none",
     dropout=0.0,
     pos_encoding="learned",
+    tie_embeddings=False,  # tied, the model sat on its plateau for 1,500 steps and more
     batch_size=64,
     steps_per_epoch=1000,
-    epochs=6,
-    lr=3e-3,
+    epochs=2,
+    lr=1e-3,
+    warmup_steps=100,
+    weight_decay=0.0,
     sample_length=0,
 )
 
@@ -80,6 +83,10 @@ PRESETS: dict[str, dict] = {
     # rotary positions, RMSNorm, QK-norm, squared-ReLU MLP, and Muon for the hidden matrices.
     "modern": dict(pos_encoding="rope", norm="rmsnorm", qk_norm=True, mlp="relu2", optimizer="muon"),
     "shakespeare-cpu": SHAKESPEARE_CPU,
+    # The same on a CPU with bf16 matrix units (AMX or AVX512-BF16): 128 wide, which --dtype auto
+    # trains in bf16 there, at the speed of the 96-wide model in fp32 (docs/speedrun.md, Intel table).
+    # Elsewhere it trains in fp32 and is simply a slower recipe.
+    "shakespeare-bf16": {**SHAKESPEARE_CPU, **dict(d_model=128, n_heads=4, d_ff=512)},
     # The same for about ten minutes: a wider model with a longer context, which pays off only with
     # more training time (chosen from the shorter runs; not tuned at 600 s).
     "shakespeare-cpu-long": {
@@ -193,6 +200,7 @@ def resume_configs(ckpt: dict, train_flags: dict, model_flags: dict) -> tuple[Tr
         if value != saved:
             raise LabError(f"--{key} {value} contradicts the checkpoint, which has {key} = {saved}")
     saved_args = dict(ckpt.get("train_args") or {})
+    saved_args.setdefault("dtype", "fp32")  # checkpoints from before --dtype trained in fp32 (on a CPU)
     # The tokenizer comes from the checkpoint; asking for another one cannot be honoured.
     saved_tok = tokenizer_from_dict(ckpt["tokenizer"])
     bpe = saved_tok.kind == "bpe"

@@ -3,10 +3,12 @@
 The sampler (sampling.py) picks each token; FastDecoder (fastdecode.py) is the batch-1 fast path.
 """
 
+import contextlib
 from collections.abc import Iterator
 
 import torch
 
+from minilab.generation import strategy
 from minilab.generation.fastdecode import FastDecoder
 from minilab.generation.sampling import sample_next
 from minilab.generation.window import SlidingDecoder
@@ -48,26 +50,46 @@ def generate(
     top_p: float = 1.0,
     generator: torch.Generator | None = None,
     use_cache: bool = True,
+    dtype: str = "fp32",
 ) -> Iterator[torch.Tensor]:
     """Yield new token ids (B, 1) one at a time after the prompt ``idx`` (B, T).
 
     With ``use_cache`` (the default) a decoder with a KV cache does the work: ``FastDecoder`` for a
     single sequence, ``CachedDecoder`` for a batch. Without it, each step
     feeds the last ``context_length`` tokens back through the whole model (the plain recompute loop,
-    kept as the reference and for the benchmark).
+    kept as the reference and for the benchmark). Batch 1 takes the strategy measured fastest here
+    (strategy.py). ``dtype`` 'bf16' decodes in bf16 (a bf16 copy of the weights at batch 1,
+    autocast for batches), 'fp16' under fp16 autocast (GPUs); 'fp32' (the default) gives the
+    full forward pass's logits.
     """
     model.eval()
     if max_new_tokens <= 0:
         return
     if use_cache:
-        fast = idx.size(0) == 1 and FastDecoder.supports(model)
-        decoder = FastDecoder(model) if fast else CachedDecoder(model, idx.size(0))
-        logits = decoder.prefill(idx)
-        for i in range(max_new_tokens):
-            next_id = sample_next(logits, temperature, top_k, top_p, generator)  # (B, 1)
-            yield next_id
-            if i + 1 < max_new_tokens:
-                logits = decoder.step(next_id)
+        threads, narrow = torch.get_num_threads(), {"bf16": torch.bfloat16, "fp16": torch.float16}.get(dtype)
+        if idx.size(0) == 1 and FastDecoder.supports(model) and dtype in ("fp32", "bf16"):
+            chosen = strategy.choose(model, CachedDecoder, dtype == "bf16")
+            decoder, threads = strategy.build(model, chosen, CachedDecoder), chosen.threads
+            narrow = None if chosen.parts else narrow  # FastDecoder holds its own bf16 weights
+        else:
+            decoder = CachedDecoder(model, idx.size(0))
+        # Autocast around each call, never across a yield: the caller's code must not run under it.
+        amp = lambda: torch.autocast(idx.device.type, narrow) if narrow else contextlib.nullcontext()  # noqa: E731
+        before = torch.get_num_threads()
+        if threads != before:
+            torch.set_num_threads(threads)
+        try:
+            with amp():
+                logits = decoder.prefill(idx)
+            for i in range(max_new_tokens):
+                next_id = sample_next(logits.float(), temperature, top_k, top_p, generator)  # (B, 1)
+                yield next_id
+                if i + 1 < max_new_tokens:
+                    with amp():
+                        logits = decoder.step(next_id)
+        finally:
+            if torch.get_num_threads() != before:
+                torch.set_num_threads(before)
         return
     context = model.cfg.context_length
     for _ in range(max_new_tokens):

@@ -20,7 +20,7 @@ SETTINGS = {"temperature": float, "top_k": int, "top_p": float, "max_new_tokens"
 
 
 def run_interactive(
-    model, tokenizer, settings: SamplingConfig | dict, stop=(), stdin=None, stdout=None, stderr=None
+    model, tokenizer, settings: SamplingConfig | dict, stop=(), stdin=None, stdout=None, stderr=None, dtype="fp32"
 ) -> int:
     """Read prompts from ``stdin`` until /quit or end of input; stream each answer to ``stdout``."""
     stdin, stdout, stderr = stdin or sys.stdin, stdout or sys.stdout, stderr or sys.stderr
@@ -42,7 +42,7 @@ def run_interactive(
         try:
             tokenizer.encode(prompt)  # unseen characters (char tokenizer): say so before printing anything
             print(prompt, end="", file=stdout, flush=True)
-            for piece in stream_text(model, tokenizer, prompt, stop=stop, **asdict(state["sampling"])):
+            for piece in stream_text(model, tokenizer, prompt, stop=stop, dtype=dtype, **asdict(state["sampling"])):
                 print(piece, end="", file=stdout, flush=True)
             print(file=stdout, flush=True)
         except LabError as e:

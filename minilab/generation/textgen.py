@@ -35,10 +35,11 @@ def _generator(device, seed: int | None) -> torch.Generator:
     return gen
 
 
-def _token_stream(model, tokenizer, prompt: str, batch_size: int, s: SamplingConfig):
+def _token_stream(model, tokenizer, prompt: str, batch_size: int, s: SamplingConfig, dtype: str = "fp32"):
     device = next(model.parameters()).device
     ids = torch.tensor([prompt_ids(tokenizer, prompt)] * batch_size, dtype=torch.long, device=device)
-    return generate(model, ids, s.max_new_tokens, s.temperature, s.top_k, s.top_p, _generator(device, s.seed))
+    gen = _generator(device, s.seed)
+    return generate(model, ids, s.max_new_tokens, s.temperature, s.top_k, s.top_p, gen, dtype=dtype)
 
 
 def _find_stop(text: str, stop) -> int:
@@ -57,16 +58,19 @@ def stream_text(
     top_p: float = SamplingConfig.top_p,
     seed: int | None = SamplingConfig.seed,
     stop=(),
+    dtype: str = "fp32",
 ) -> Iterator[str]:
     """Yield the continuation of ``prompt`` piece by piece as the model produces it, up to a stop string.
 
     The sampling settings are ``SamplingConfig``'s (checked there); ``stream_text(..., **asdict(sampling))``.
+    ``dtype``: 'fp32' (exact) or 'bf16' (see ``generate``).
     """
     stop = [s for s in stop if s]
     hold = max((len(s) for s in stop), default=1) - 1  # characters that might start a stop string
     text, sent = "", 0
     decoder = StreamDecoder(tokenizer)
-    tokens = _token_stream(model, tokenizer, prompt, 1, SamplingConfig(max_new_tokens, temperature, top_k, top_p, seed))
+    sampling = SamplingConfig(max_new_tokens, temperature, top_k, top_p, seed)
+    tokens = _token_stream(model, tokenizer, prompt, 1, sampling, dtype)
     for next_id in tokens:
         text += decoder.feed(next_id[0].tolist())
         cut = _find_stop(text, stop)
@@ -84,7 +88,9 @@ def stream_text(
         yield text[sent:end]
 
 
-def generate_texts(model, tokenizer, prompt: str, num_samples: int = 1, stop=(), **sampling) -> list[str]:
+def generate_texts(
+    model, tokenizer, prompt: str, num_samples: int = 1, stop=(), dtype: str = "fp32", **sampling
+) -> list[str]:
     """``num_samples`` continuations of ``prompt``, generated as one batch; each ends at its first stop string.
 
     ``sampling``: any of ``SamplingConfig``'s fields (max_new_tokens, temperature, top_k, top_p, seed).
@@ -93,7 +99,7 @@ def generate_texts(model, tokenizer, prompt: str, num_samples: int = 1, stop=(),
     stop = [s for s in stop if s]
     texts, done = [""] * num_samples, [False] * num_samples
     decoders = [StreamDecoder(tokenizer) for _ in range(num_samples)]
-    for next_ids in _token_stream(model, tokenizer, prompt, num_samples, sampling):
+    for next_ids in _token_stream(model, tokenizer, prompt, num_samples, sampling, dtype):
         for i, token in enumerate(next_ids[:, 0].tolist()):
             if not done[i]:
                 done[i] = _extend(texts, i, decoders[i].feed([token]), stop)

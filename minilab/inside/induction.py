@@ -1,6 +1,6 @@
 """The induction-head experiment (Olsson et al. 2022): watch a 2-layer attention-only model learn to copy.
 
-The training text is random letters in which each random segment is followed by a copy of itself.
+Each training sequence is random tokens in which a random segment is followed at once by its copy.
 The first copy cannot be predicted; the second can, once the model has two heads working together:
 a previous-token head (layer 0: each position looks one back, so it knows the token before it) and
 an induction head (layer 1: look for an earlier occurrence of the current token and read what came
@@ -9,6 +9,7 @@ phase change. The induction score of a head is its attention, on a sequence repe
 each token of the second copy to the token after its first occurrence.
 """
 
+import string
 from dataclasses import dataclass, field
 
 import torch
@@ -16,41 +17,38 @@ import torch.nn.functional as F
 
 from minilab.errors import LabError
 
-ALPHABET = "".join(chr(c) for c in range(33, 127))  # the 94 printable ASCII characters but space
+ALPHABET = string.ascii_letters + string.digits + "+/"  # 64 characters (base64's): the experiment's vocabulary
 
 
-def repeated_stream(n_tokens: int, vocab: int, generator: torch.Generator, min_len: int = 4, max_len: int = 32):
-    """Random tokens in which every random segment (length min_len..max_len) is followed by its copy. (n_tokens,)"""
-    parts, total = [], 0
-    while total < n_tokens:
-        m = int(torch.randint(min_len, max_len + 1, (1,), generator=generator))
-        seg = torch.randint(0, vocab, (m,), generator=generator)
-        parts += [seg, seg]
-        total += 2 * m
-    return torch.cat(parts)[:n_tokens]
+def repeated_sequences(batch: int, T: int, vocab: int, generator: torch.Generator):
+    """Sequences of T tokens: random filler around a random segment that is followed at once by its copy.
 
-
-def repeated_text(n_chars: int, seed: int = 0) -> str:
-    """The training text as letters, one line per 64 characters: what ``train --preset induction`` can read."""
-    ids = repeated_stream(n_chars, len(ALPHABET), torch.Generator().manual_seed(seed)).tolist()
-    text = "".join(ALPHABET[i] for i in ids)
-    return "\n".join(text[i : i + 64] for i in range(0, len(text), 64)) + "\n"
-
-
-def held_out_sequences(batch: int, T: int, vocab: int, generator: torch.Generator):
-    """Held-out sequences of T tokens: random filler, then a random segment, then the same segment again.
-
-    Each sequence draws its own segment length (T/4 to T/2) and so its own distance between the two
-    copies: a head that merely looks a fixed number of tokens back cannot score well on them.
+    Each sequence draws its own segment length (T/4 to T/2), so its own distance between the two
+    copies (a head that looks a fixed number of tokens back cannot solve it), and its own place for
+    the pair (nothing about the positions says where the copy is). The segment's tokens are distinct,
+    so each of them occurs once in it: the token after its first occurrence is unambiguous.
     Returns (tokens (batch, T), first (batch,): where the first copy starts, length (batch,)).
     """
+    if not (4 <= T and T // 2 <= vocab):
+        raise LabError(f"repeated sequences need T >= 4 and a vocabulary of at least T/2 tokens, got T={T}, {vocab}")
     length = torch.randint(T // 4, T // 2 + 1, (batch,), generator=generator)
-    first = T - 2 * length  # the filler fills the start; the copy ends the sequence
     tokens = torch.randint(0, vocab, (batch, T), generator=generator)
+    first = torch.zeros(batch, dtype=torch.long)
     for b in range(batch):
-        f, m = int(first[b]), int(length[b])
-        tokens[b, f + m : f + 2 * m] = tokens[b, f : f + m]
+        m = int(length[b])
+        f = int(torch.randint(0, T - 2 * m + 1, (1,), generator=generator))
+        segment = torch.randperm(vocab, generator=generator)[:m]  # m distinct tokens
+        tokens[b, f : f + m] = tokens[b, f + m : f + 2 * m] = segment
+        first[b] = f
     return tokens, first, length
+
+
+def repeated_text(n_chars: int, seed: int = 0, line: int = 64) -> str:
+    """The training data as text, one sequence of ``line`` letters a line: what ``train --preset induction`` reads."""
+    rows = -(-n_chars // line)  # ceil: whole lines, trimmed below
+    tokens, _, _ = repeated_sequences(rows, line, len(ALPHABET), torch.Generator().manual_seed(seed))
+    text = "".join(ALPHABET[i] for i in tokens.flatten().tolist())[:n_chars]
+    return "\n".join(text[i : i + line] for i in range(0, len(text), line)) + "\n"
 
 
 def induction_scores(pattern: torch.Tensor, first, length) -> torch.Tensor:
@@ -88,13 +86,13 @@ class InductionRun:
     scores: list[torch.Tensor] = field(default_factory=list)  # (n_layers, n_heads) induction scores
     prev_scores: list[torch.Tensor] = field(default_factory=list)  # (n_layers, n_heads) previous-token scores
     model: object = None
-    test: tuple | None = None  # the held-out sequences: (tokens, first, length) from held_out_sequences
+    test: tuple | None = None  # the held-out sequences: (tokens, first, length) from repeated_sequences
 
 
 @torch.no_grad()
 def measure(model, test) -> tuple[float, float, torch.Tensor, torch.Tensor]:
     """(loss on the first copy, loss on the second copy, induction scores, previous-token scores) on
-    ``test``, what ``held_out_sequences`` returns."""
+    ``test``, what ``repeated_sequences`` returns."""
     tokens, first, length = test
     logits, cache = model.run_with_cache(tokens[:, :-1])
     loss = F.cross_entropy(logits.transpose(1, 2), tokens[:, 1:], reduction="none")  # (B, T - 1)
@@ -111,18 +109,25 @@ def measure(model, test) -> tuple[float, float, torch.Tensor, torch.Tensor]:
     return first_loss, second_loss, scores, prev
 
 
-def train_induction(cfg, steps: int, batch_size: int, lr: float, eval_every: int, seed: int, log=print) -> InductionRun:
-    """Train a fresh model of ``cfg`` on repeated random segments, measuring every ``eval_every`` steps."""
+def train_induction(
+    cfg, steps: int, batch_size: int, lr: float, eval_every: int, seed: int, warmup: int = 100, log=print
+) -> InductionRun:
+    """Train a fresh model of ``cfg`` on repeated random segments, measuring every ``eval_every`` steps.
+
+    AdamW without weight decay, the learning rate warmed up linearly over ``warmup`` steps, then constant."""
     from minilab.model.gpt import GPT
 
     if steps < 1 or eval_every < 1 or batch_size < 1:
         raise LabError("--steps, --eval_every and --batch_size must be at least 1")
+    if warmup < 0:
+        raise LabError(f"warmup must be at least 0, got {warmup}")
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     model = GPT(cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.0)
     T = cfg.context_length
-    test = held_out_sequences(64, T, cfg.vocab_size, torch.Generator().manual_seed(seed + 1))
+    # T + 1 tokens: the model reads the first T and predicts the last T
+    test = repeated_sequences(64, T + 1, cfg.vocab_size, torch.Generator().manual_seed(seed + 1))
     run = InductionRun(model=model, test=test)
     for step in range(steps + 1):
         if step % eval_every == 0 or step == steps:
@@ -139,12 +144,12 @@ def train_induction(cfg, steps: int, batch_size: int, lr: float, eval_every: int
             model.train()
         if step == steps:
             break
-        # Each sequence is a window of a fresh stream, so segments start anywhere: a head cannot
-        # learn "copy from half a context back", only "copy what followed this token last time".
-        stream = repeated_stream(batch_size * (T + 1) + T, cfg.vocab_size, gen, max_len=T // 2)
-        skip = int(torch.randint(0, T, (1,), generator=gen))
-        data = stream[skip : skip + batch_size * (T + 1)].view(batch_size, T + 1)  # (B, T + 1)
+        # Fresh sequences every step, each holding a whole segment and its copy: a window that split
+        # the pair would give the model nothing to copy from.
+        data, _, _ = repeated_sequences(batch_size, T + 1, cfg.vocab_size, gen)  # (B, T + 1)
         inputs, targets = data[:, :-1].contiguous(), data[:, 1:].contiguous()
+        for group in opt.param_groups:
+            group["lr"] = lr * min(1.0, (step + 1) / max(warmup, 1))
         _, loss = model(inputs, targets)
         opt.zero_grad(set_to_none=True)
         loss.backward()

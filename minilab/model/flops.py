@@ -17,10 +17,13 @@ def flops_per_token(model) -> float:
     return 6 * (model.num_params() - embedding) + 12 * cfg.n_layers * cfg.d_model * cfg.context_length
 
 
-@functools.lru_cache(maxsize=4)
-def measured_peak_flops(device_type: str = "cpu", size: int = 2048, repeats: int = 5) -> float:
-    """This machine's matrix-multiply rate in FLOP/s (fp32 on CPU, bf16 on CUDA), measured once per process."""
-    dtype = torch.bfloat16 if device_type == "cuda" else torch.float32
+@functools.lru_cache(maxsize=8)
+def measured_peak_flops(
+    device_type: str = "cpu", size: int = 2048, repeats: int = 5, dtype: torch.dtype | None = None
+) -> float:
+    """This machine's matrix-multiply rate in FLOP/s in ``dtype`` (default fp32 on CPU, bf16 on CUDA), measured once."""
+    if dtype is None:
+        dtype = torch.bfloat16 if device_type == "cuda" else torch.float32
     if device_type == "cuda":
         size = 8192
     gen = torch.Generator(device=device_type).manual_seed(0)  # never touch the global random state

@@ -39,6 +39,15 @@ def explicit_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor):
     return weights @ v, weights  # (B, nh, T, hs)
 
 
+def fused_attention(q, k, v, mask=None, is_causal=False, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """PyTorch's fused attention kernel, computed in ``dtype`` (outside autocast) if given; returns q's dtype."""
+    if dtype is None or q.dtype == dtype:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal)
+    with torch.autocast(q.device.type, enabled=False):
+        y = F.scaled_dot_product_attention(q.to(dtype), k.to(dtype), v.to(dtype), attn_mask=mask, is_causal=is_causal)
+    return y.to(q.dtype)
+
+
 class CausalSelfAttention(nn.Module):
     """Multi-head self-attention where each position sees only itself and earlier positions."""
 
@@ -61,6 +70,9 @@ class CausalSelfAttention(nn.Module):
         self.hook_pattern = HookPoint(f"blocks.{layer}.attn.pattern")  # the attention weights (B, nh, T, S)
         self.hook_heads = HookPoint(f"blocks.{layer}.attn.heads")  # each head's output, before proj (B, nh, T, hs)
         self.hook_out = HookPoint(f"blocks.{layer}.attn.out")  # what attention adds to the residual (B, T, C)
+        # Under bf16 autocast on a CPU, the fused kernel is faster in fp32 than in bf16 (its bf16
+        # backward pass: 1.5x slower on an AMX Xeon), so the trainer may set this to torch.float32.
+        self.attention_dtype: torch.dtype | None = None
 
     def forward(self, x: torch.Tensor, need_weights: bool = False, cache: KVCache | None = None):
         B, T, C = x.shape
@@ -86,9 +98,9 @@ class CausalSelfAttention(nn.Module):
             if T == S or T == 1:
                 # No dropout on the attention weights: it would force PyTorch off its fused kernel.
                 # A single new token may see every cached position, so it needs no mask at all.
-                y = F.scaled_dot_product_attention(q, k, v, is_causal=T > 1)
+                y = fused_attention(q, k, v, is_causal=T > 1, dtype=self.attention_dtype)
             else:  # several new tokens after cached ones: the causal mask is offset by S - T
-                y = F.scaled_dot_product_attention(q, k, v, attn_mask=~future_mask(T, S, q.device))
+                y = fused_attention(q, k, v, ~future_mask(T, S, q.device), dtype=self.attention_dtype)
         y = self.hook_heads(y)  # (B, nh, T, hs): zeroing one head here removes it from the model
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # heads side by side again: (B, T, C)
         return self.hook_out(self.resid_dropout(self.proj(y))), weights
@@ -164,6 +176,11 @@ class GPT(nn.Module):
         """Choose PyTorch's fused attention kernel (True, default) or the explicit maths (False)."""
         for block in self.blocks:
             block.attn.fused = fused
+
+    def set_attention_dtype(self, dtype: torch.dtype | None) -> None:
+        """Run the fused attention kernel in ``dtype`` whatever autocast says (None: autocast's choice)."""
+        for block in self.blocks:
+            block.attn.attention_dtype = dtype
 
     def embed(self, idx: torch.Tensor, start: int = 0) -> torch.Tensor:
         """Token embedding plus position encoding for positions start..start+T-1. (B, T) -> (B, T, C)

@@ -42,7 +42,8 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.rms_norm(x, (x.size(-1),), self.weight, self.eps)
+        # The gain in x's dtype: under bf16 autocast, a bf16 x with an fp32 gain misses the fused kernel.
+        return F.rms_norm(x, (x.size(-1),), self.weight.to(x.dtype), self.eps)
 
 
 def make_norm(cfg: ModelConfig, dim: int) -> nn.Module:

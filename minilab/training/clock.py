@@ -43,13 +43,15 @@ class RunClock:
         self.t0 = self.now() if started is None else started
         self.prior = prior  # wall time of the run's earlier sessions (from the checkpoint)
         self.end_cost = 0.0  # seconds the last epoch's end (evaluation, checkpoints, logs) took
+        self.final_cost = 0.0  # seconds the final whole-split evaluation will take (when epochs score a prefix)
 
     def wall(self) -> float:
         return self.prior + self.now() - self.t0
 
     def reserve(self) -> float:
-        """Seconds kept back from a time budget for the run's end: the last epoch end's cost and the exit."""
-        return self.end_cost + EXIT_SECONDS
+        """Seconds kept back from a time budget for the run's end: the last epoch end's cost, the final
+        evaluation's and the exit."""
+        return self.end_cost + self.final_cost + EXIT_SECONDS
 
     def budget_share(self, budget: float) -> float:
         """The share of ``budget``'s training time spent: the budget less the reserve, so that the end fits."""

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from minilab.checks import DictConfig, check_bool, check_choice, check_float, check_int, setting
 from minilab.errors import LabError
+from minilab.precision import DTYPE_CHOICES
 from minilab.tokenizers.bpe import DEFAULT_VOCAB_SIZE
 from minilab.tokenizers.char import TOKENIZERS, check_tokenizer_settings
 
@@ -63,6 +64,12 @@ class TrainConfig(DictConfig):
     )
     tensorboard: bool = setting(False, "also log losses, lr and tokens/s for TensorBoard, if the package is installed")
     threads: int = setting(0, "CPU threads for PyTorch's kernels, 0 = PyTorch's default (one per core)")
+    dtype: str = setting(
+        "auto",
+        "what the products compute in (weights and optimizer stay fp32); auto: bf16 where measured to pay "
+        "(a GPU with bf16, a CPU with AMX/AVX512-BF16 and d_model >= 128), else fp32 (docs/precision.md)",
+        choices=DTYPE_CHOICES,
+    )  # checkpoints from before --dtype resume as fp32 (app/settings.py)
     init_from: str = setting(
         "", "start from this checkpoint's weights and tokenizer: a fine-tuning run", metavar="CKPT", shown="off"
     )  # what `finetune --from` sets (minilab/training/finetune.py)
@@ -80,6 +87,7 @@ class TrainConfig(DictConfig):
         check_bool("mask_loss", self.mask_loss)
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
         check_choice("schedule", self.schedule, SCHEDULES)
+        check_choice("dtype", self.dtype, DTYPE_CHOICES)
         check_float("time_budget", self.time_budget, low=0.0, high=1e9)
         for name in ("data", "device", "out_dir", "experiments_dir", "run_name", "init_from"):
             if not isinstance(getattr(self, name), str):

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
+from minilab.precision import fused_adamw
 from minilab.training.config import TrainConfig
 
 WSD_DECAY_FRACTION = 0.2  # wsd decays linearly over the last 20% of the run
@@ -126,7 +127,7 @@ def make_optimizers(model: torch.nn.Module, cfg: TrainConfig, device: torch.devi
     decay = [p for p in rest if p.dim() >= 2]
     no_decay = [p for p in rest if p.dim() < 2]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    adamw = torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), fused=device.type == "cuda")
+    adamw = torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), fused=fused_adamw(device.type))
     if not muon:
         return [adamw]
     return [

@@ -82,10 +82,18 @@ class RunFiles:
             if text is not None:
                 self.runlog.add_sample(summary["epochs"], summary["steps"], text)
             self.runlog.plot(title)
-            finite = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in summary.items()}
-            self.runlog.write_json("summary.json", finite)  # JSON has no inf/nan
+            self.runlog.write_json("summary.json", _finite(summary))
 
         self.write(write, summary["steps"])
+
+    def write_summary(self, summary: dict) -> None:
+        """summary.json alone: after the run's final evaluation."""
+        self.write(lambda: self.runlog.write_json("summary.json", _finite(summary)), summary["steps"])
+
+
+def _finite(summary: dict) -> dict:
+    """JSON has no inf/nan: those values become null."""
+    return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in summary.items()}
 
 
 def sample_text(model, tokenizer, device: torch.device, length: int, seed: int, temperature: float) -> str:

@@ -37,6 +37,7 @@ from minilab.generation.sampling import SamplingConfig
 from minilab.model.config import ModelConfig
 from minilab.model.flops import flops_per_token, measured_peak_flops
 from minilab.model.gpt import GPT
+from minilab.precision import choose_precision, device_facts
 from minilab.training import distributed
 from minilab.training.clock import RunClock
 from minilab.training.config import TrainConfig
@@ -52,6 +53,7 @@ from minilab.training.setup import (
     check_output_dirs,
     check_run_dir,
     finish_config,
+    fit_context,
     restore,
     setup_devices,
     wrap_for_training,
@@ -59,21 +61,30 @@ from minilab.training.setup import (
 from minilab.training.signals import EXIT_CODES, StopSignals, TrainingInterrupted
 
 SAMPLE_QUESTIONS = 3  # samples.txt of a run on conversations: greedy answers to the first validation questions
+# The run's final evaluation scores the whole validation split up to this many tokens (a prepared
+# corpus of gigabytes has a split too long to score in passing; then its first 10M tokens).
+FINAL_EVAL_TOKENS = 10_000_000
+
+
+def _as_tensor(tokens) -> torch.Tensor:
+    """Token ids as an int64 tensor (a prepared dataset's are a numpy memmap)."""
+    return tokens if isinstance(tokens, torch.Tensor) else torch.from_numpy(np.asarray(tokens, dtype=np.int64))
 
 
 @dataclass
 class TrainResult:
     """What a finished run reports."""
 
-    best_val_loss: float
+    best_val_loss: float  # the best in-training evaluation (of the first val_prefix tokens, if val_prefix)
     final_train_loss: float
-    final_val_loss: float
+    final_val_loss: float  # the final model on the whole validation split: the run's figure
     epochs: int
     steps: int
     wall_time: float
     tokens_per_sec: float
     run_dir: Path
     out_dir: Path
+    val_prefix: int = 0  # tokens each in-training evaluation scored, when fewer than the split (--eval_tokens)
 
 
 class Trainer:
@@ -87,6 +98,7 @@ class Trainer:
         log=print,
         progress: bool = True,
         started: float | None = None,
+        auto_context: bool = False,
     ):
         # The run's clock: from ``started`` (a time.perf_counter() reading; the CLI passes the
         # process's start, so a --time_budget covers Python's start-up and imports too), else now.
@@ -100,6 +112,9 @@ class Trainer:
         start = starting_point(cfg, model_cfg, resume)
         model_cfg, self.tokenizer, self.splits = start.model_cfg, start.tokenizer, start.data
         self.conversations = self.splits if isinstance(self.splits, ConversationData) else None
+        new_text_model = resume is None and start.weights is None and self.conversations is None
+        if auto_context and new_text_model:  # nobody chose --context_length: fit it to a tiny text
+            model_cfg = fit_context(model_cfg, self.splits)
         self.cfg = cfg = finish_config(cfg, self.tokenizer, self.splits)  # no 'auto' setting after this line
         self.model_cfg = model_cfg
         self.schedule = run_schedule(cfg)
@@ -114,7 +129,8 @@ class Trainer:
         # The data order: every rank draws the same global batch and trains on its own slice of it,
         # so the run does not depend on how many processes share it. Saved for resume.
         self.batch_gen = torch.Generator().manual_seed(cfg.seed)
-        self.wrapped = wrap_for_training(self.model, self.device, self.dist, cfg.compile)
+        self.precision = choose_precision(cfg.dtype, device_facts(self.device), model_cfg.d_model)
+        self.wrapped = wrap_for_training(self.model, self.device, self.dist, cfg.compile, self.precision)
         self.amp_dtype = self.wrapped.amp_dtype
         self.state = Progress()
         self.run_name = cfg.run_name or new_run_name(cfg.data)
@@ -159,19 +175,21 @@ class Trainer:
             with StopSignals() as signals:
                 while self._budget_share() < 1 if cfg.time_budget else self.epoch < cfg.epochs:
                     self._run_epoch(signals)
+            self._final_eval()
         finally:
             self.files.close()
             distributed.teardown()
         return TrainResult(
             best_val_loss=self.state.best_val,
             final_train_loss=self.last_train,
-            final_val_loss=self.last_val,
+            final_val_loss=self.final_val,
             epochs=self.epoch,
             steps=self.step,
             wall_time=self.clock.wall(),
             tokens_per_sec=self._tokens_per_sec(),
             run_dir=self.run_dir,
             out_dir=self.out_dir,
+            val_prefix=self.val_prefix,
         )
 
     def _run_epoch(self, signals: StopSignals) -> None:
@@ -246,7 +264,11 @@ class Trainer:
             self.log(f"note: {note}")
         if self.dist.enabled:  # the same weights everywhere, but different dropout masks per rank
             torch.manual_seed(cfg.seed + state.step + 1000 * self.dist.rank)
-        self.peak_flops = measured_peak_flops(self.device.type) * self.dist.world_size
+        if self.precision.warning:
+            self.log(self.precision.warning)
+        # MFU against the peak of the format the products run in (bf16 units are 5-9x fp32's on AMX).
+        peak = measured_peak_flops(self.device.type, dtype=self.precision.autocast_dtype)
+        self.peak_flops = peak * self.dist.world_size
         self.flops_per_token = flops_per_token(self.model)
         config = {
             "model": self.model_cfg.to_dict(),
@@ -254,6 +276,7 @@ class Trainer:
             "tokenizer": self.tokenizer.to_dict(),
             "parameters": self.model.num_params(),
             "device": str(self.device),
+            "dtype": self.precision.name,  # what --dtype resolved to on this machine
         }
         if self.conversations is not None:
             config["conversations"] = self.conversations.summary()
@@ -265,7 +288,8 @@ class Trainer:
         )
         self.log(
             f"{'resuming' if state.step > 0 else 'training'} a {self.model.num_params() / 1e6:.2f}M-parameter model on "
-            f"{self.device}{f' x {self.dist.world_size} processes' if self.dist.enabled else ''}: "
+            f"{self.device}{f' x {self.dist.world_size} processes' if self.dist.enabled else ''} "
+            f"in {self.precision.describe()}: "
             f"{splits.describe()}, "
             f"vocabulary {self.tokenizer.vocab_size}; {length}"
             f"{cfg.steps_per_epoch} steps of {self.tokens_per_step // splits.window} x {splits.window} tokens each"
@@ -278,6 +302,7 @@ class Trainer:
 
     def _val_tokens(self):
         """The validation tokens scored each epoch: the whole split, or its first eval_tokens if that is set."""
+        self.val_prefix = 0  # 0: every evaluation covers the whole split
         if self.conversations is not None:  # whole conversations: the first ones within eval_tokens
             rows, note = self.conversations.val_head(self.cfg.eval_tokens)
             if note:
@@ -285,9 +310,30 @@ class Trainer:
             return rows
         val, cap = self.splits.val, self.cfg.eval_tokens
         if cap and len(val) > cap:
-            self.log(f"note: scoring the first {cap:,} of {len(val):,} validation tokens each epoch (--eval_tokens)")
+            self.val_prefix = cap
+            final = "the whole split" if len(val) <= FINAL_EVAL_TOKENS else f"the first {FINAL_EVAL_TOKENS:,}"
+            self.log(
+                f"note: scoring the first {cap:,} of {len(val):,} validation tokens each epoch (--eval_tokens), "
+                f"and {final} once training ends"
+            )
             val = val[:cap]
-        return val if isinstance(val, torch.Tensor) else torch.from_numpy(np.asarray(val, dtype=np.int64))
+        return _as_tensor(val)
+
+    def _final_eval(self) -> None:
+        """The run's validation loss: the final model on the whole split (if the epochs scored only a prefix)."""
+        self.final_val = self.last_val
+        if self.val_prefix and self.epoch > 0:
+            t = self.clock.now()
+            val = _as_tensor(self.splits.val[:FINAL_EVAL_TOKENS])
+            if self.dist.is_main:
+                self.final_val = evaluate_loss(self.model, val, self.splits.window, self.cfg.batch_size, self.device)
+            self.final_val = distributed.from_main(self.final_val, self.dist, self.device)
+            scope = "the whole validation split" if len(val) == len(self.splits.val) else "the first"
+            self.log(
+                f"the final model on {scope} ({len(val):,} tokens): val loss {self.final_val:.4f} "
+                f"({self.clock.now() - t:.1f}s)"
+            )
+        self.files.write_summary(self._summary())
 
     def _evaluate(self) -> float:
         """The validation loss: of the text, or the masked loss over the assistant's tokens of every conversation."""
@@ -338,7 +384,11 @@ class Trainer:
         state.epoch_loss_sum, state.epoch_steps = 0.0, 0
         self.last_val = math.nan  # only rank 0 evaluates (every rank holds the same weights) ...
         if self.dist.is_main:
+            t_eval = self.clock.now()
             self.last_val = self._evaluate()
+            if self.val_prefix:  # keep back the time the final whole-split evaluation will take
+                share = min(len(self.splits.val), FINAL_EVAL_TOKENS) / len(self.val_tokens)
+                self.clock.final_cost = (self.clock.now() - t_eval) * share
         self.last_val = distributed.from_main(self.last_val, self.dist, self.device)  # ... and tells the others
         self.model.train()
         score = self.last_train if math.isnan(self.last_val) else self.last_val
@@ -353,7 +403,8 @@ class Trainer:
             self._summary(), self._sample, f"{self.run_name}: {self.model.num_params() / 1e6:.2f}M parameters"
         )
         val = self.last_val
-        val_part = "" if math.isnan(val) else f" | val loss {val:.4f} | val ppl {math.exp(val):.2f}"
+        name = "prefix val loss" if self.val_prefix else "val loss"  # the first --eval_tokens of the split
+        val_part = "" if math.isnan(val) else f" | {name} {val:.4f} | val ppl {math.exp(val):.2f}"
         of = "" if cfg.time_budget else f"/{cfg.epochs}"
         self.log(
             f"epoch {epoch}{of} | train loss {self.last_train:.4f}{val_part} | lr {lr:.2e} | "
@@ -376,15 +427,26 @@ class Trainer:
         )
 
     def _summary(self) -> dict:
-        """summary.json: the run so far."""
+        """summary.json: the run so far. With --eval_tokens below the validation split, the in-training
+        figures are of its first tokens and say so in their keys (``..._prefix``); the whole split's
+        ``final_val_loss`` is filled once the final evaluation has run."""
+        if self.val_prefix:
+            val = {
+                "final_val_loss": getattr(self, "final_val", math.nan),
+                "best_val_loss_prefix": self.state.best_val,
+                "final_val_loss_prefix": self.last_val,
+                "val_prefix_tokens": self.val_prefix,
+            }
+        else:
+            val = {"best_val_loss": self.state.best_val, "final_val_loss": self.last_val}
         return {
             "run": self.run_name,
             "epochs": self.epoch,
             "steps": self.step,
             "parameters": self.model.num_params(),
-            "best_val_loss": self.state.best_val,
+            **val,
+            "val_split_tokens": len(self.splits.val),
             "final_train_loss": self.last_train,
-            "final_val_loss": self.last_val,
             "tokens_seen": self.state.tokens_seen,
             "wall_time_sec": round(self.clock.wall(), 3),
             "tokens_per_sec": round(self._tokens_per_sec(), 1),
@@ -394,7 +456,12 @@ class Trainer:
 
     def checkpoint_payload(self) -> dict:
         """Everything needed to rebuild the model and continue training exactly where it stopped."""
-        run = {"name": self.run_name, "wall_time": self.clock.wall(), "tokens_seen": self.state.tokens_seen}
+        run = {
+            "name": self.run_name,
+            "wall_time": self.clock.wall(),
+            "tokens_seen": self.state.tokens_seen,
+            "val_prefix_tokens": getattr(self, "val_prefix", 0),  # best_val_loss is of this many val tokens (0: all)
+        }
         parts = (self.model, self.model_cfg, self.tokenizer, self.optimizers, self.batch_gen, self.device)
         payload = checkpoint_payload(*parts, self.cfg, self.state, run)
         if self.conversations is not None:  # what the loss counts, for `info`

@@ -128,9 +128,14 @@ function showRunDetails() {
   const box = $("#run-details");
   if (!r) return box.replaceChildren();
   const s = r.summary || {};
+  // With --eval_tokens below the split, the in-training figures are of its first tokens: say so.
+  const prefix = s.val_prefix_tokens ? ` (first ${s.val_prefix_tokens.toLocaleString()} tokens)` : "";
+  const val = prefix
+    ? [["val loss (final model, whole split)", fmt(s.final_val_loss)],
+       [`best val loss${prefix}`, fmt(s.best_val_loss_prefix)], [`last val loss${prefix}`, fmt(s.final_val_loss_prefix)]]
+    : [["best val loss", fmt(s.best_val_loss)], ["final val loss", fmt(s.final_val_loss)]];
   const summary = table([
-    ["epochs", s.epochs], ["steps", s.steps], ["parameters", s.parameters?.toLocaleString()],
-    ["best val loss", fmt(s.best_val_loss)], ["final val loss", fmt(s.final_val_loss)],
+    ["epochs", s.epochs], ["steps", s.steps], ["parameters", s.parameters?.toLocaleString()], ...val,
     ["final train loss", fmt(s.final_train_loss)], ["wall time (s)", s.wall_time_sec],
     ["tokens/s", s.tokens_per_sec?.toLocaleString()], ["device", s.device],
   ]);
@@ -352,7 +357,7 @@ async function showModel() {
       el("div", {}, el("h2", {}, "configuration"), table(Object.entries(info.config).map(([k, v]) => [k, JSON.stringify(v)]))),
       el("div", {}, el("h2", {}, "parameters by component"), parts,
         el("h2", {}, "training"),
-        h ? table([["epoch", h.epoch], ["step", h.step], ["best val loss", fmt(h.best_val_loss)], ["run", h.run]])
+        h ? table([["epoch", h.epoch], ["step", h.step], [h.val_prefix_tokens ? `best val loss (first ${h.val_prefix_tokens.toLocaleString()} tokens)` : "best val loss", fmt(h.best_val_loss)], ["run", h.run]])
           : el("p", { class: "hint" }, "an export: weights, config and tokenizer only"))),
     el("h2", {}, "full report (as `mini-transformer-lab info` prints it)"),
     el("pre", {}, info.describe)
