@@ -28,7 +28,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -41,8 +40,7 @@ from minilab.precision import choose_precision, device_facts
 from minilab.training import distributed
 from minilab.training.clock import RunClock
 from minilab.training.config import TrainConfig
-from minilab.training.conversations import ConversationData, evaluate_rows
-from minilab.training.evaluate import evaluate_loss
+from minilab.training.conversations import ConversationData
 from minilab.training.finetune import load_weights, starting_point
 from minilab.training.optim import make_optimizers, run_schedule
 from minilab.training.runfiles import RunFiles, checkpoint_payload, sample_text
@@ -59,16 +57,9 @@ from minilab.training.setup import (
     wrap_for_training,
 )
 from minilab.training.signals import EXIT_CODES, StopSignals, TrainingInterrupted
+from minilab.training.validation import Validation
 
 SAMPLE_QUESTIONS = 3  # samples.txt of a run on conversations: greedy answers to the first validation questions
-# The run's final evaluation scores the whole validation split up to this many tokens (a prepared
-# corpus of gigabytes has a split too long to score in passing; then its first 10M tokens).
-FINAL_EVAL_TOKENS = 10_000_000
-
-
-def _as_tensor(tokens) -> torch.Tensor:
-    """Token ids as an int64 tensor (a prepared dataset's are a numpy memmap)."""
-    return tokens if isinstance(tokens, torch.Tensor) else torch.from_numpy(np.asarray(tokens, dtype=np.int64))
 
 
 @dataclass
@@ -295,51 +286,21 @@ class Trainer:
             f"{cfg.steps_per_epoch} steps of {self.tokens_per_step // splits.window} x {splits.window} tokens each"
         )
         self.log(f"checkpoints -> {self.out_dir}/   experiment log -> {self.run_dir}/")
-        self.val_tokens = self._val_tokens()
+        self.validation = Validation(splits, cfg.eval_tokens, cfg.batch_size, self.device, self.log)
         self.train_time, self.session_tokens = 0.0, 0  # this process only, for tokens/s
         self.last_val, self.last_train = math.nan, math.nan
         self.model.train()
 
-    def _val_tokens(self):
-        """The validation tokens scored each epoch: the whole split, or its first eval_tokens if that is set."""
-        self.val_prefix = 0  # 0: every evaluation covers the whole split
-        if self.conversations is not None:  # whole conversations: the first ones within eval_tokens
-            rows, note = self.conversations.val_head(self.cfg.eval_tokens)
-            if note:
-                self.log(f"note: {note}")
-            return rows
-        val, cap = self.splits.val, self.cfg.eval_tokens
-        if cap and len(val) > cap:
-            self.val_prefix = cap
-            final = "the whole split" if len(val) <= FINAL_EVAL_TOKENS else f"the first {FINAL_EVAL_TOKENS:,}"
-            self.log(
-                f"note: scoring the first {cap:,} of {len(val):,} validation tokens each epoch (--eval_tokens), "
-                f"and {final} once training ends"
-            )
-            val = val[:cap]
-        return _as_tensor(val)
-
     def _final_eval(self) -> None:
         """The run's validation loss: the final model on the whole split (if the epochs scored only a prefix)."""
         self.final_val = self.last_val
-        if self.val_prefix and self.epoch > 0:
-            t = self.clock.now()
-            val = _as_tensor(self.splits.val[:FINAL_EVAL_TOKENS])
+        if self.validation.prefix and self.epoch > 0:
+            t, scope = self.clock.now(), ""
             if self.dist.is_main:
-                self.final_val = evaluate_loss(self.model, val, self.splits.window, self.cfg.batch_size, self.device)
+                self.final_val, scope = self.validation.final_loss(self.model)
             self.final_val = distributed.from_main(self.final_val, self.dist, self.device)
-            scope = "the whole validation split" if len(val) == len(self.splits.val) else "the first"
-            self.log(
-                f"the final model on {scope} ({len(val):,} tokens): val loss {self.final_val:.4f} "
-                f"({self.clock.now() - t:.1f}s)"
-            )
+            self.log(f"the final model on {scope}: val loss {self.final_val:.4f} ({self.clock.now() - t:.1f}s)")
         self.files.write_summary(self._summary())
-
-    def _evaluate(self) -> float:
-        """The validation loss: of the text, or the masked loss over the assistant's tokens of every conversation."""
-        if self.conversations is not None:
-            return evaluate_rows(self.model, self.val_tokens, self.cfg.batch_size, self.device)
-        return evaluate_loss(self.model, self.val_tokens, self.splits.window, self.cfg.batch_size, self.device)
 
     def _progress_bar(self, epoch: int) -> tqdm:
         return tqdm(
@@ -385,10 +346,9 @@ class Trainer:
         self.last_val = math.nan  # only rank 0 evaluates (every rank holds the same weights) ...
         if self.dist.is_main:
             t_eval = self.clock.now()
-            self.last_val = self._evaluate()
-            if self.val_prefix:  # keep back the time the final whole-split evaluation will take
-                share = min(len(self.splits.val), FINAL_EVAL_TOKENS) / len(self.val_tokens)
-                self.clock.final_cost = (self.clock.now() - t_eval) * share
+            self.last_val = self.validation.loss(self.model)
+            # keep back the time the final whole-split evaluation will take (0 without a prefix)
+            self.clock.final_cost = (self.clock.now() - t_eval) * self.validation.final_share()
         self.last_val = distributed.from_main(self.last_val, self.dist, self.device)  # ... and tells the others
         self.model.train()
         score = self.last_train if math.isnan(self.last_val) else self.last_val
@@ -403,7 +363,7 @@ class Trainer:
             self._summary(), self._sample, f"{self.run_name}: {self.model.num_params() / 1e6:.2f}M parameters"
         )
         val = self.last_val
-        name = "prefix val loss" if self.val_prefix else "val loss"  # the first --eval_tokens of the split
+        name = "prefix val loss" if self.validation.prefix else "val loss"  # the first --eval_tokens of the split
         val_part = "" if math.isnan(val) else f" | {name} {val:.4f} | val ppl {math.exp(val):.2f}"
         of = "" if cfg.time_budget else f"/{cfg.epochs}"
         self.log(
@@ -427,18 +387,8 @@ class Trainer:
         )
 
     def _summary(self) -> dict:
-        """summary.json: the run so far. With --eval_tokens below the validation split, the in-training
-        figures are of its first tokens and say so in their keys (``..._prefix``); the whole split's
-        ``final_val_loss`` is filled once the final evaluation has run."""
-        if self.val_prefix:
-            val = {
-                "final_val_loss": getattr(self, "final_val", math.nan),
-                "best_val_loss_prefix": self.state.best_val,
-                "final_val_loss_prefix": self.last_val,
-                "val_prefix_tokens": self.val_prefix,
-            }
-        else:
-            val = {"best_val_loss": self.state.best_val, "final_val_loss": self.last_val}
+        """summary.json: the run so far (``final_val_loss`` of the whole split once the final evaluation ran)."""
+        val = self.validation.summary(self.state.best_val, self.last_val, getattr(self, "final_val", math.nan))
         return {
             "run": self.run_name,
             "epochs": self.epoch,
@@ -460,7 +410,7 @@ class Trainer:
             "name": self.run_name,
             "wall_time": self.clock.wall(),
             "tokens_seen": self.state.tokens_seen,
-            "val_prefix_tokens": getattr(self, "val_prefix", 0),  # best_val_loss is of this many val tokens (0: all)
+            "val_prefix_tokens": self.val_prefix,  # best_val_loss is of this many val tokens (0: all)
         }
         parts = (self.model, self.model_cfg, self.tokenizer, self.optimizers, self.batch_gen, self.device)
         payload = checkpoint_payload(*parts, self.cfg, self.state, run)
@@ -487,6 +437,11 @@ class Trainer:
         """The share of --time_budget spent so far (the slowest rank's, so that all ranks stop together)."""
         share = self.clock.budget_share(self.cfg.time_budget)
         return distributed.max_across_ranks(share, self.dist, self.device)
+
+    @property
+    def val_prefix(self) -> int:
+        """Validation tokens each epoch scored (0: the whole split); 0 before the run starts."""
+        return self.validation.prefix if hasattr(self, "validation") else 0
 
     def _tokens_per_sec(self) -> float:
         return self.session_tokens / self.train_time if self.train_time else 0.0
