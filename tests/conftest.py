@@ -72,6 +72,9 @@ def make_bad_inputs(d: Path) -> None:
     (d / "typo.toml").write_text("lr = 0.001\nn_layer = 2\n")
     (d / "wrongtype.toml").write_text('epochs = "ten"\n')
     (d / "broken.toml").write_text("lr = \n")
+    (d / "badjson.jsonl").write_text('{"messages": [{"role": "user", "content": "The"}]\n')
+    (d / "noanswer.jsonl").write_text('{"messages": [{"role": "user", "content": "The"}]}\n')
+    (d / "role.jsonl").write_text('{"messages": [{"role": "bot", "content": "The"}]}\n')
 
 
 @pytest.fixture(autouse=True)

@@ -327,6 +327,13 @@ BAD_OTHER = [
     ("neurons", ["--checkpoint", "checkpoint.pt", "--data", "missing.txt", "--layer", "0"], "does not exist"),
     ("induction", ["--steps", "0"], "--steps, --eval_every and --batch_size must be at least 1"),
     ("induction", ["--out", "nodir/a.png"], "does not exist"),
+    ("finetune", ["--from", "missing.pt", "--data", "ok.txt"], "not found"),
+    ("finetune", ["--from", "checkpoint.pt", "--data", "badjson.jsonl"], "badjson.jsonl line 1: not valid JSON"),
+    ("finetune", ["--from", "checkpoint.pt", "--data", "noanswer.jsonl"], "line 1: the conversation has no assistant"),
+    ("finetune", ["--from", "checkpoint.pt", "--data", "role.jsonl"], "line 1: message 1 has unknown role 'bot'"),
+    ("finetune", ["--from", "checkpoint.pt", "--data", "unseen.txt"], "the checkpoint's vocabulary lacks"),
+    ("chat", ["--checkpoint", "missing.pt"], "not found"),
+    ("score", ["--checkpoint", "checkpoint.pt", "--data", "missing.jsonl"], "does not exist"),
     ("frobnicate", [], "invalid choice: 'frobnicate'"),
 ]
 
