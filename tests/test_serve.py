@@ -206,7 +206,7 @@ def test_metrics_grow_while_a_run_trains(server, lab_dir):
 
 
 def test_the_model_cache_is_bounded(lab_dir, monkeypatch):
-    monkeypatch.setattr("minilab.app.serve.MAX_CACHED_MODELS", 2)
+    monkeypatch.setattr("minilab.app.serve_state.MAX_CACHED_MODELS", 2)
     lab = Lab(lab_dir / "experiments", lab_dir / "checkpoints")
     for name in ["best_model.pt", "checkpoint.pt", "best_model.pt", "shared"]:
         lab.model(name)
