@@ -10,6 +10,7 @@ import sys
 
 from minilab.errors import LabError
 from minilab.generation.chat import ChatSession
+from minilab.generation.interactive import typed_lines
 
 HELP = "commands: /reset (forget the conversation), /quit (or Ctrl-D), /help; any other line is your message"
 
@@ -20,15 +21,9 @@ def run_chat(session: ChatSession, stdin=None, stdout=None, stderr=None) -> int:
     tty = stdin.isatty()
     ctx = session.model.cfg.context_length
     print(f"chat: the model attends over {ctx} tokens; older turns are dropped to fit. {HELP}", file=stderr)
-    while True:
-        if tty:
-            print("you> ", end="", file=stderr, flush=True)
-        line = stdin.readline()
-        if not line:  # Ctrl-D / end of input
-            break
-        line = line.rstrip("\r\n")
-        if line.startswith("/") and not line.startswith("//"):
-            command = line[1:].strip()
+    for command, text in typed_lines(stdin, stderr, "you> "):
+        if command is not None:
+            command = command.strip()
             if command in ("quit", "exit", "q"):
                 break
             if command == "reset":
@@ -39,7 +34,6 @@ def run_chat(session: ChatSession, stdin=None, stdout=None, stderr=None) -> int:
             else:
                 print(f"error: unknown command /{command}; {HELP}", file=stderr, flush=True)
             continue
-        text = line[1:] if line.startswith("//") else line
         try:
             answer = session.reply(text)
             if tty:

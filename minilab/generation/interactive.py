@@ -25,20 +25,12 @@ def run_interactive(
     """Read prompts from ``stdin`` until /quit or end of input; stream each answer to ``stdout``."""
     stdin, stdout, stderr = stdin or sys.stdin, stdout or sys.stdout, stderr or sys.stderr
     state = {"sampling": settings if isinstance(settings, SamplingConfig) else SamplingConfig(**settings)}
-    tty = stdin.isatty()
     print(f"interactive mode: the model knows {tokenizer.vocab_size} {tokenizer.kind} tokens. {HELP}", file=stderr)
-    while True:
-        if tty:
-            print("> ", end="", file=stderr, flush=True)
-        line = stdin.readline()
-        if not line:  # Ctrl-D / end of input
-            break
-        line = line.rstrip("\r\n")
-        if line.startswith("/") and not line.startswith("//"):
-            if _command(line, state, stderr):
+    for command, prompt in typed_lines(stdin, stderr, "> "):
+        if command is not None:
+            if _command(command, state, stderr):
                 break
             continue
-        prompt = line[1:] if line.startswith("//") else line
         try:
             tokenizer.encode(prompt)  # unseen characters (char tokenizer): say so before printing anything
             print(prompt, end="", file=stdout, flush=True)
@@ -50,9 +42,26 @@ def run_interactive(
     return 0
 
 
-def _command(line: str, state: dict, stderr) -> bool:
-    """Apply one /command to ``state['sampling']``; True means leave."""
-    name, _, value = line[1:].partition(" ")
+def typed_lines(stdin, stderr, prompt: str):
+    """Yield ``(command, None)`` for each '/command' typed and ``(None, text)`` for any other line, until
+    end of input; '//x' is the text '/x'. On a terminal, ``prompt`` is shown before each line."""
+    tty = stdin.isatty()
+    while True:
+        if tty:
+            print(prompt, end="", file=stderr, flush=True)
+        line = stdin.readline()
+        if not line:  # Ctrl-D / end of input
+            return
+        line = line.rstrip("\r\n")
+        if line.startswith("/") and not line.startswith("//"):
+            yield line[1:], None
+        else:
+            yield None, line[1:] if line.startswith("//") else line
+
+
+def _command(command: str, state: dict, stderr) -> bool:
+    """Apply one /command (without its '/') to ``state['sampling']``; True means leave."""
+    name, _, value = command.partition(" ")
     name, value = name.strip(), value.strip()
     if name in ("quit", "exit", "q"):
         return True
