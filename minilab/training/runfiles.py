@@ -13,10 +13,13 @@ import torch
 from minilab.checkpoint import save_checkpoint
 from minilab.errors import LabError
 from minilab.generation.decode import generate
+from minilab.generation.sampling import SamplingConfig
 from minilab.tokenizers.char import start_ids
 from minilab.tokenizers.utf8 import generated_text
 from minilab.training.runlog import RunLog
 from minilab.training.tblog import TensorBoardLog, open_tensorboard
+
+SAMPLE_QUESTIONS = 3  # samples.txt of a run on conversations: greedy answers to the first validation questions
 
 
 class RunFiles:
@@ -103,6 +106,35 @@ def sample_text(model, tokenizer, device: torch.device, length: int, seed: int, 
     ids = [int(t) for t in generate(model, idx, length, temperature=temperature, generator=gen)]
     model.train()
     return generated_text(tokenizer, ids)  # valid text, whatever bytes an early model emits
+
+
+def epoch_sample(model, tokenizer, device: torch.device, cfg, epoch: int, conversations=None) -> str | None:
+    """samples.txt after an epoch: text from a newline, or on conversations greedy answers to the first
+    validation questions; None with --sample_length 0."""
+    if not cfg.sample_length:
+        return None
+    if conversations is not None and conversations.val_conversations:
+        from minilab.training.score import sample_answers
+
+        text = sample_answers(model, tokenizer, conversations.val_conversations[:SAMPLE_QUESTIONS], cfg.sample_length)
+        model.train()
+        return text
+    return sample_text(model, tokenizer, device, cfg.sample_length, cfg.seed + epoch, SamplingConfig.temperature)
+
+
+def run_config(model, model_cfg, cfg, tokenizer, device, precision, conversations=None) -> dict:
+    """config.json of a run: the settings that made it, its vocabulary, size, device and resolved dtype."""
+    config = {
+        "model": model_cfg.to_dict(),
+        "train": cfg.to_dict(),
+        "tokenizer": tokenizer.to_dict(),
+        "parameters": model.num_params(),
+        "device": str(device),
+        "dtype": precision.name,  # what --dtype resolved to on this machine
+    }
+    if conversations is not None:
+        config["conversations"] = conversations.summary()
+    return config
 
 
 def checkpoint_payload(

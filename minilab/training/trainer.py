@@ -32,7 +32,6 @@ import torch
 from tqdm.auto import tqdm
 
 from minilab.errors import LabError
-from minilab.generation.sampling import SamplingConfig
 from minilab.model.config import ModelConfig
 from minilab.model.flops import flops_per_token, measured_peak_flops
 from minilab.model.gpt import GPT
@@ -43,9 +42,8 @@ from minilab.training.config import TrainConfig
 from minilab.training.conversations import ConversationData
 from minilab.training.finetune import load_weights, starting_point
 from minilab.training.optim import make_optimizers, run_schedule
-from minilab.training.runfiles import RunFiles, checkpoint_payload, sample_text
+from minilab.training.runfiles import RunFiles, checkpoint_payload, epoch_sample, run_config
 from minilab.training.runlog import new_run_name
-from minilab.training.score import sample_answers
 from minilab.training.setup import (
     Progress,
     check_output_dirs,
@@ -58,8 +56,6 @@ from minilab.training.setup import (
 )
 from minilab.training.signals import EXIT_CODES, StopSignals, TrainingInterrupted
 from minilab.training.validation import Validation
-
-SAMPLE_QUESTIONS = 3  # samples.txt of a run on conversations: greedy answers to the first validation questions
 
 
 @dataclass
@@ -261,16 +257,8 @@ class Trainer:
         peak = measured_peak_flops(self.device.type, dtype=self.precision.autocast_dtype)
         self.peak_flops = peak * self.dist.world_size
         self.flops_per_token = flops_per_token(self.model)
-        config = {
-            "model": self.model_cfg.to_dict(),
-            "train": cfg.to_dict(),
-            "tokenizer": self.tokenizer.to_dict(),
-            "parameters": self.model.num_params(),
-            "device": str(self.device),
-            "dtype": self.precision.name,  # what --dtype resolved to on this machine
-        }
-        if self.conversations is not None:
-            config["conversations"] = self.conversations.summary()
+        parts = (self.model, self.model_cfg, cfg, self.tokenizer, self.device, self.precision, self.conversations)
+        config = run_config(*parts)
         self.files.open(state.step if state.step > 0 else None, config, cfg.tensorboard, self.log)
         length = (
             f"for {cfg.time_budget:g}s of wall clock in all, epochs of "
@@ -373,18 +361,7 @@ class Trainer:
         self.clock.end_cost = self.clock.now() - t_end
 
     def _sample(self) -> str | None:
-        """The text for samples.txt after an epoch, or None with --sample_length 0."""
-        if not self.cfg.sample_length:
-            return None
-        if self.conversations is not None and self.conversations.val_conversations:
-            asked = self.conversations.val_conversations[:SAMPLE_QUESTIONS]  # answers to the first questions
-            text = sample_answers(self.model, self.tokenizer, asked, self.cfg.sample_length)
-            self.model.train()
-            return text
-        seed = self.cfg.seed + self.epoch
-        return sample_text(
-            self.model, self.tokenizer, self.device, self.cfg.sample_length, seed, SamplingConfig.temperature
-        )
+        return epoch_sample(self.model, self.tokenizer, self.device, self.cfg, self.epoch, self.conversations)
 
     def _summary(self) -> dict:
         """summary.json: the run so far (``final_val_loss`` of the whole split once the final evaluation ran)."""
