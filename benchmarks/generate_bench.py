@@ -1,10 +1,11 @@
 """Generation speed: the KV-cache engine against the plain recompute loop, at the seed configuration.
 
-    python benchmarks/generate_bench.py [--device cpu] [--new_tokens 500] [--threads N] [--dtype fp32|bf16] [--profile]
+    python benchmarks/generate_bench.py [--device cpu] [--new_tokens 500] [--threads N] [--dtype auto] [--profile]
 
 Prints the machine, then the time per step of every batch-1 decoding strategy (strategy.py) and the
-one this process picked, then tokens/s for prompts of 1 and 64 tokens, batch 1 and 8, with and
-without the cache, their ratio, and the memory of the weights, of the cache, and the peak growth
+one this process picked (--dtype auto|fp32|bf16 as generate's: auto is bf16 weights in the C++ step
+on a CPU with bf16 units, fp32 elsewhere; precision.decode_precision), then tokens/s for prompts of
+1 and 64 tokens, batch 1 and 8, with and without the cache, their ratio, and the memory of the weights, of the cache, and the peak growth
 while generating at batch 8. Random weights: speed does not depend on what the model has learned.
 """
 
@@ -20,7 +21,7 @@ import torch
 from machine import header
 
 from minilab.device import resolve_device
-from minilab.generation import strategy
+from minilab.generation import nativedecode, strategy
 from minilab.generation.decode import CachedDecoder, generate
 from minilab.generation.fastdecode import FastDecoder
 from minilab.model.config import ModelConfig
@@ -84,7 +85,7 @@ def main():
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--profile", action="store_true", help="also print where a cached decode step spends its time")
     p.add_argument("--threads", type=int, default=0, help="intra-op threads (default: PyTorch's choice)")
-    p.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32", help="decode in fp32 (default) or bf16")
+    p.add_argument("--dtype", choices=("auto", "fp32", "bf16"), default="auto", help="as generate's --dtype")
     p.add_argument("--memory_only", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.memory_only:
@@ -101,12 +102,16 @@ def main():
     if device.type == "cpu":
         print("\n| batch-1 strategy | us/step (best of 2 x 100 steps) |\n| --- | ---: |")
         bf16 = args.dtype == "bf16" or bool(device_facts(device).cpu_bf16)
-        every = strategy.candidates(model, torch.get_num_threads(), False)
-        every += strategy.candidates(model, torch.get_num_threads(), True) if bf16 else []
+        native, threads = nativedecode.load(print) is not None, torch.get_num_threads()
+        every = strategy.candidates(model, threads, False, native)
+        every += strategy.candidates(model, threads, True, native) if bf16 else []
+        every += strategy.candidates(model, threads, True, False) if bf16 and native else []  # FastDecoder's bf16
         for s in every:
             print(f"| {s.describe()} | {strategy.seconds_per_step(model, s, CachedDecoder, 100) * 1e6:,.0f} |")
-        picked = strategy.choose(model, CachedDecoder, args.dtype == "bf16")
-        print(f"\npicked by this process's start-up measurement: {picked.describe()}\n")
+        dtype = strategy.auto_dtype(model) if args.dtype == "auto" else args.dtype
+        picked = strategy.choose(model, CachedDecoder, dtype == "bf16")
+        why = "" if native else f" (no C++ step: {nativedecode.why()})"
+        print(f"\n--dtype {args.dtype}: picked by this process's start-up measurement: {picked.describe()}{why}\n")
     print("| prompt | batch | cached tok/s | recompute tok/s | speed-up |")
     print("| ---: | ---: | ---: | ---: | ---: |")
     for prompt_len in (1, 64):

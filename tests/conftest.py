@@ -82,3 +82,11 @@ def _fixed_threads():
     # One thread: the test models are tiny, and on a shared 2-core machine a second thread spends
     # its time waiting for the first (measured: a 48-token decode loop took 7 s with 2 threads, 0.03 s with 1).
     torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _cpp_decode_step_built():
+    """Build the C++ decode step (if this machine can) before any test, so no test's output carries the notice."""
+    from minilab.generation import nativedecode
+
+    nativedecode.load(lambda message: print(f"\n{message}", file=sys.stderr))

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from minilab.generation import strategy
+from minilab.generation import nativedecode, strategy
 from minilab.generation.decode import CachedDecoder, generate
 from minilab.generation.strategy import BF16_LOGIT_TOLERANCE, Strategy, build, candidates, choose, fastest
 from minilab.model.config import ModelConfig
@@ -11,6 +11,7 @@ from minilab.model.gpt import GPT
 from tests.conftest import tiny_model_config
 
 EVERY = [Strategy(1, 2), Strategy(2, 2), Strategy(0, 2), Strategy(1, 1), Strategy(1, 2, "bf16"), Strategy(2, 2, "bf16")]
+EVERY += [Strategy(1, 2, "fp32", True), Strategy(1, 1, "fp32", True), Strategy(1, 2, "bf16", True)]
 
 
 def _model(seed=0, **overrides):
@@ -27,6 +28,8 @@ def _model(seed=0, **overrides):
 @torch.no_grad()
 def test_every_strategy_matches_the_full_forward_pass_past_the_window(chosen):
     """fp32: within 1e-5 at every position; bf16 weights: within BF16_LOGIT_TOLERANCE of the largest |logit|."""
+    if chosen.native and nativedecode.load() is None:
+        pytest.skip(f"no C++ decode step here: {nativedecode.why()}")
     model = _model()
     ctx = model.cfg.context_length
     g = torch.Generator().manual_seed(1)
@@ -44,11 +47,14 @@ def test_every_strategy_matches_the_full_forward_pass_past_the_window(chosen):
     assert slides >= 3
 
 
+@pytest.mark.parametrize("native", [False, True], ids=["FastDecoder", "C++ step"])
 @torch.no_grad()
-def test_bf16_decoder_at_the_seed_size_stays_within_tolerance():
+def test_bf16_decoder_at_the_seed_size_stays_within_tolerance(native):
+    if native and nativedecode.load() is None:
+        pytest.skip(f"no C++ decode step here: {nativedecode.why()}")
     torch.manual_seed(5)
     model = GPT(ModelConfig(vocab_size=65)).eval()
-    decoder = build(model, Strategy(1, 2, "bf16"), CachedDecoder)
+    decoder = build(model, Strategy(1, 2, "bf16", native), CachedDecoder)
     logits = decoder.prefill(torch.randint(0, 65, (1, 40)))
     for _ in range(60):
         full, _ = model(decoder.tokens())
@@ -64,10 +70,30 @@ def test_candidates_cover_blocks_threads_and_cached_and_bf16_only_when_asked():
     assert candidates(model, 2, bf16=False)[0] == Strategy(1, 1)  # timed first: cheap on a busy machine
     assert set(candidates(model, 2, bf16=True)) == {Strategy(1, 2, "bf16"), Strategy(2, 2, "bf16")}
     assert Strategy(3, 3) not in candidates(model, 3, bf16=False)  # 3 does not divide 32
+    # With the C++ step built: it comes first, on 1 thread and all; in bf16 it replaces FastDecoder's bf16
+    with_native = candidates(model, 2, bf16=False, native=True)
+    assert with_native[:2] == [Strategy(1, 1, "fp32", True), Strategy(1, 2, "fp32", True)]
+    assert set(with_native[2:]) == set(two)
+    assert candidates(model, 2, bf16=True, native=True) == [Strategy(1, 1, "bf16", True), Strategy(1, 2, "bf16", True)]
+
+
+def test_auto_decodes_bf16_only_on_a_cpu_with_bf16_units_and_the_cpp_step(monkeypatch):
+    from minilab.precision import DeviceFacts
+
+    model = _model()
+    for facts, built, want in [
+        (DeviceFacts("cpu", ("amx_bf16",)), True, "bf16"),
+        (DeviceFacts("cpu", ("avx512_bf16",)), False, "fp32"),  # without the C++ step: exact
+        (DeviceFacts("cpu"), True, "fp32"),  # an AVX2 CPU
+    ]:
+        monkeypatch.setattr(strategy, "device_facts", lambda device, facts=facts: facts)
+        monkeypatch.setattr(nativedecode, "load", lambda notify=None, built=built: object() if built else None)
+        assert strategy.auto_dtype(model) == want, (facts, built)
 
 
 def test_the_fastest_is_chosen_once_per_shape_and_remembered(monkeypatch):
     monkeypatch.setattr(strategy, "_CHOSEN", {})
+    monkeypatch.setattr(nativedecode, "load", lambda notify=None: None)  # the Python decoders only
     calls = []
     times = {Strategy(1, 2): 3.0, Strategy(2, 2): 2.0, Strategy(0, 2): 5.0, Strategy(1, 1): 2.5}
 
@@ -100,7 +126,7 @@ def test_a_real_measurement_restores_the_thread_count(monkeypatch):
     monkeypatch.setattr(strategy, "_CHOSEN", {})
     before = torch.get_num_threads()
     picked = choose(_model(), CachedDecoder)
-    assert picked in candidates(_model(), before, bf16=False)
+    assert picked in candidates(_model(), before, bf16=False, native=nativedecode.load() is not None)
     assert torch.get_num_threads() == before
 
 

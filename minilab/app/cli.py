@@ -137,7 +137,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except ValueError:
         loopback = False  # a host name: assume it can be reached from elsewhere
     try:
-        dtype = _inference_precision(args.dtype, device).name
+        dtype = "auto" if args.dtype == "auto" else _inference_precision(args.dtype, device).name
         server = make_server(Lab(args.experiments, args.checkpoints, device, dtype), args.host, args.port)
     except OSError as e:
         raise LabError(f"cannot listen on {args.host}:{args.port}: {e.strerror or e}") from None
@@ -261,7 +261,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if any("\ud800" <= c <= "\udfff" for c in prompt):  # bytes that were not UTF-8 on the command line
         raise LabError("--prompt holds bytes that are not UTF-8 text; give the prompt as UTF-8")
     device = resolve_device(args.device)
-    dtype = _inference_precision(args.dtype, device).name
+    # auto: exact fp32, except one sequence on a CPU with bf16 units (precision.decode_precision)
+    dtype = "auto" if args.dtype == "auto" else _inference_precision(args.dtype, device).name
     model, tokenizer, _ = load_model(args.checkpoint, device)
     tokenizer.encode(prompt)  # unseen characters are an error before anything is printed
     settings = asdict(sampling)

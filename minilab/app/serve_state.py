@@ -31,7 +31,7 @@ class Lab:
         self.experiments = Path(experiments).resolve()
         self.checkpoints = Path(checkpoints).resolve()
         self.device = device
-        self.dtype = dtype  # 'fp32' or 'bf16': what generation computes in (minilab/precision.py)
+        self.dtype = dtype  # 'auto', 'fp32' or 'bf16': what generation computes in (minilab/precision.py)
         self.loads = 0  # how many times a model was read from disk (the cache makes repeats free)
         self._models: dict[tuple[str, int], tuple] = {}
         self._lock = threading.Lock()

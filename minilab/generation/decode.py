@@ -60,14 +60,18 @@ def generate(
     kept as the reference and for the benchmark). Batch 1 takes the strategy measured fastest here
     (strategy.py). ``dtype`` 'bf16' decodes in bf16 (a bf16 copy of the weights at batch 1,
     autocast for batches), 'fp16' under fp16 autocast (GPUs); 'fp32' (the default) gives the
-    full forward pass's logits.
+    full forward pass's logits; 'auto' is bf16 weights in the C++ step at batch 1 on a CPU with
+    bf16 units, fp32 otherwise (precision.decode_precision).
     """
     model.eval()
     if max_new_tokens <= 0:
         return
     if use_cache:
+        single = idx.size(0) == 1 and FastDecoder.supports(model)
+        if dtype == "auto":
+            dtype = strategy.auto_dtype(model) if single else "fp32"
         threads, narrow = torch.get_num_threads(), {"bf16": torch.bfloat16, "fp16": torch.float16}.get(dtype)
-        if idx.size(0) == 1 and FastDecoder.supports(model) and dtype in ("fp32", "bf16"):
+        if single and dtype in ("fp32", "bf16"):
             chosen = strategy.choose(model, CachedDecoder, dtype == "bf16")
             decoder, threads = strategy.build(model, chosen, CachedDecoder), chosen.threads
             narrow = None if chosen.parts else narrow  # FastDecoder holds its own bf16 weights

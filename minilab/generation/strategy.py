@@ -8,24 +8,28 @@ for a few steps and keeps the fastest for the rest of the process:
 
 - ``FastDecoder`` with 1 column block, and with one block per thread where the widths allow;
 - ``CachedDecoder`` (the model's own forward pass with a KV cache);
-- the best of those on 1 thread instead of all (small calls skip the thread pool's hand-over);
-- with ``--dtype bf16`` instead: ``FastDecoder`` over a bf16 copy of the weights, 1 block or one per thread.
+- ``NativeDecoder``, the whole step in one C++ call (nativedecode.py), where it could be built;
+- the FastDecoder and the C++ step on 1 thread instead of all (small calls skip the thread pool's hand-over);
+- with bf16 weights instead (``--dtype bf16``): the C++ step and ``FastDecoder`` over a bf16 copy.
 
 Every fp32 candidate gives the same logits as the full forward pass (within 1e-5, tested), so the
-choice changes only the speed, and the same seed still gives the same text. bf16 changes the
-logits (by up to ``BF16_LOGIT_TOLERANCE`` of their range), so it is never picked unless asked for; on the
-Intel Xeon it was slower than fp32 anyway (docs/benchmarks.md).
+choice changes only the speed, and the same seed still gives the same text. bf16 weights change the
+logits (by up to ``BF16_LOGIT_TOLERANCE`` of their range), so fp32 and bf16 candidates are never
+timed against each other: which set is used is decided by ``--dtype``, not by the clock.
 """
 
 import copy
 import math
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
+from minilab.generation import nativedecode
 from minilab.generation.fastdecode import FastDecoder
+from minilab.precision import decode_precision, device_facts
 
 # The largest |logit - fp32 full forward| a bf16 decoder may show, as a share of the largest |logit|:
 # bf16 keeps 8 bits of mantissa (0.4%), and four layers of products add up to about 1% (measured 0.5%
@@ -41,10 +45,14 @@ class Strategy:
 
     parts: int  # FastDecoder's column blocks; 0 = CachedDecoder
     threads: int  # PyTorch's intra-op threads while decoding
-    dtype: str = "fp32"  # 'bf16': FastDecoder over a bf16 copy of the weights
+    dtype: str = "fp32"  # 'bf16': a bf16 copy of the weights
+    native: bool = False  # NativeDecoder, the C++ step (parts is 1 then)
 
     def describe(self) -> str:
-        kind = "CachedDecoder" if self.parts == 0 else f"FastDecoder, {self.parts} column block(s)"
+        if self.native:
+            kind = "C++ step (NativeDecoder)"
+        else:
+            kind = "CachedDecoder" if self.parts == 0 else f"FastDecoder, {self.parts} column block(s)"
         return f"{kind}, {self.threads} thread(s), {self.dtype} weights"
 
 
@@ -64,20 +72,30 @@ class _Bf16Decoder:
         return self.inner.step(next_id).float()
 
 
-def candidates(model, threads: int, bf16: bool) -> list[Strategy]:
-    """The strategies worth timing for ``model`` with ``threads`` threads: fp32 ones, or with ``bf16`` bf16 ones."""
+def candidates(model, threads: int, bf16: bool, native: bool = False) -> list[Strategy]:
+    """The strategies worth timing for ``model`` with ``threads`` threads: fp32 ones, or with ``bf16`` bf16 ones.
+
+    ``native``: the C++ step was built here, so it is a candidate too (1 thread and all).
+    """
     cfg = model.cfg
     blocks = [p for p in sorted({1, threads}) if cfg.d_model % p == 0 and cfg.d_ff % p == 0]
-    if bf16:
-        return [Strategy(p, threads, "bf16") for p in blocks]
-    # One block on one thread first (no hand-over between threads at all): cheap to time anywhere,
-    # so on a busy machine the others give up early against it.
-    found = [Strategy(1, 1)] if threads > 1 else []
+    dtype = "bf16" if bf16 else "fp32"
+    # The C++ step first, on one thread first: cheap to time anywhere, so on a busy machine the
+    # others give up early against it.
+    found = [Strategy(1, t, dtype, True) for t in sorted({1, threads})] if native else []
+    if bf16:  # FastDecoder in bf16 only without the C++ step: far slower, and its logits differ from it
+        return found or [Strategy(p, threads, "bf16") for p in blocks]
+    found += [Strategy(1, 1)] if threads > 1 else []
     return found + [Strategy(p, threads) for p in blocks] + [Strategy(0, threads)]
 
 
 def build(model, strategy: Strategy, cached_decoder: Callable):
     """The decoder ``strategy`` names; ``cached_decoder(model, batch_size)`` makes a CachedDecoder."""
+    if strategy.native:
+        module = nativedecode.load()
+        if module is None:
+            raise ValueError(f"the C++ decode step is not available here: {nativedecode.why()}")
+        return nativedecode.NativeDecoder(model, module, strategy.dtype)
     if strategy.parts == 0:
         return cached_decoder(model, 1)
     if strategy.dtype == "bf16":
@@ -121,6 +139,17 @@ def seconds_per_step(
         torch.set_num_threads(before)
 
 
+def auto_dtype(model) -> str:
+    """What ``--dtype auto`` decodes one sequence of ``model`` in here: 'bf16' or 'fp32' (decode_precision)."""
+    device = next(model.parameters()).device
+    native = device.type == "cpu" and nativedecode.load(_notify) is not None
+    return decode_precision("auto", device_facts(device), native).name
+
+
+def _notify(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
 def choose(model, cached_decoder: Callable, bf16: bool = False, measure=seconds_per_step) -> Strategy:
     """The fastest batch-1 strategy for ``model``'s shape here: measured the first time, then remembered."""
     device = next(model.parameters()).device
@@ -130,7 +159,8 @@ def choose(model, cached_decoder: Callable, bf16: bool = False, measure=seconds_
     key = (repr(model.cfg), str(device), threads, bf16)
     if key not in _CHOSEN:
         timings: dict[Strategy, float] = {}
-        for s in candidates(model, threads, bf16):  # each may give up at twice the best time so far
+        native = next(model.parameters()).dtype == torch.float32 and nativedecode.load(_notify) is not None
+        for s in candidates(model, threads, bf16, native):  # each may give up at twice the best time so far
             timings[s] = measure(model, s, cached_decoder, limit=2 * min(timings.values(), default=math.inf))
         _CHOSEN[key] = fastest(timings)
     return _CHOSEN[key]

@@ -1,0 +1,151 @@
+"""FastDecoder's architecture with the whole step in one C++ call (native/decode_step.cpp), built once per machine.
+
+At batch 1 a token costs about 60 small PyTorch calls, and on a CPU their dispatch is a large share
+of the step; the C++ step makes one call per token and may keep the weights in bf16 (half the bytes
+to read, widened to fp32 before every product, so any x86 or ARM CPU can run it). It is compiled on
+first use with PyTorch's own extension builder (``torch.utils.cpp_extension.load``: a C++ compiler
+and ``ninja``), for this CPU (``-march=native``), into a cache folder named after the source, the
+CPU and the PyTorch version; later processes only load it. Where it cannot be built (no compiler,
+``MINILAB_NATIVE=0``), ``load`` says why and the lab decodes with the Python decoders.
+
+The prompt is prefilled by the model itself into the cache the step reads (as FastDecoder does);
+tests compare the step's logits with the full forward pass at every position.
+"""
+
+import hashlib
+import os
+import platform
+import shutil
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from minilab.generation.window import SlidingDecoder
+from minilab.model.config import fast_decode_supports
+from minilab.model.kvcache import KVCache, prefill
+
+SOURCE = Path(__file__).with_name("native") / "decode_step.cpp"
+# -O3 -march=native vectorises the products for this CPU; reassociating the sums (and what it needs)
+# lets the compiler split each dot product over vector lanes; no -ffast-math, so infinities stay
+# exact. -fopenmp: at::parallel_for shares rows out among threads only when OpenMP is on, and the
+# extension then uses the libgomp PyTorch has already loaded (the same thread pool as its own ops).
+CFLAGS = ["-O3", "-march=native", "-fno-math-errno", "-fassociative-math", "-fno-signed-zeros", "-fno-trapping-math"]
+CFLAGS += ["-fopenmp"]
+_LOADED: dict[str, object] = {}  # "module" -> the extension, or "why" -> why there is none
+
+
+def cache_dir() -> Path:
+    """Where builds are kept: $MINILAB_CACHE, else $XDG_CACHE_HOME or ~/.cache, under mini-transformer-lab/."""
+    base = os.environ.get("MINILAB_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return Path(base) / "mini-transformer-lab"
+
+
+def _build_key() -> str:
+    """The source, the flags, this CPU's features and PyTorch's version: a build made elsewhere is never loaded."""
+    try:
+        flags = next((ln for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("flags")), "")
+    except OSError:
+        flags = platform.processor()
+    parts = [SOURCE.read_bytes(), " ".join(CFLAGS).encode(), flags.encode(), torch.__version__.encode()]
+    parts.append(f"{sys.version_info[:2]} {platform.machine()}".encode())
+    return hashlib.sha256(b"\0".join(parts)).hexdigest()[:16]
+
+
+def load(notify: Callable[[str], None] | None = None):
+    """The compiled extension, built first if this machine has none yet; None if it cannot be had (``why`` says why)."""
+    if "module" in _LOADED or "why" in _LOADED:
+        return _LOADED.get("module")
+    if os.environ.get("MINILAB_NATIVE", "1") == "0":
+        _LOADED["why"] = "MINILAB_NATIVE=0"
+        return None
+    compiler = os.environ.get("CXX", "c++")
+    if shutil.which("ninja") is None:  # the pip package's binary, in a virtual environment not activated
+        try:
+            import ninja
+
+            os.environ["PATH"] = os.pathsep.join([ninja.BIN_DIR, os.environ.get("PATH", "")])
+        except ImportError:
+            pass
+    if shutil.which(compiler) is None or shutil.which("ninja") is None:
+        _LOADED["why"] = f"building it needs a C++ compiler ({compiler}) and ninja on the PATH"
+        return None
+    from torch.utils import cpp_extension
+
+    key = _build_key()
+    folder = cache_dir() / f"native-{key}"
+    name = f"minilab_decode_{key}"
+    if notify is not None and not any(folder.glob(f"{name}*.so")):
+        notify("building the C++ decode step for this CPU, once (about 30 s; MINILAB_NATIVE=0 skips it)")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        module = cpp_extension.load(
+            name, [str(SOURCE)], extra_cflags=CFLAGS, extra_ldflags=["-fopenmp"], build_directory=str(folder)
+        )
+    except Exception as e:  # a compiler error, a missing header: decode without it
+        _LOADED["why"] = f"the build failed: {str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__}"
+        return None
+    _LOADED["module"] = module
+    return module
+
+
+def why() -> str:
+    """Why ``load`` gave None ('' if it has not been called or succeeded)."""
+    return str(_LOADED.get("why", ""))
+
+
+class NativeDecoder(SlidingDecoder):
+    """KV-cached decoding of a single sequence by the C++ step; same interface as ``CachedDecoder`` at batch 1.
+
+    ``dtype`` 'bf16' keeps a bf16 copy of the weight matrices (the embedding's fp32 rows still give
+    the input); the cache, the norms and every sum stay fp32.
+    """
+
+    supports = staticmethod(lambda model: fast_decode_supports(model.cfg) and not model.training)
+
+    @torch.no_grad()
+    def __init__(self, model, module, dtype: str = "fp32", keep: int | None = None):
+        cfg = model.cfg
+        emb = model.tok_emb.weight.detach()
+        if emb.device.type != "cpu" or emb.dtype != torch.float32:
+            raise ValueError("the C++ decode step runs fp32 models on the CPU")
+        super().__init__(model, 1, keep, emb.device)
+        wdt = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype]
+        mat = lambda lin: lin.weight.detach().to(wdt).contiguous()  # (out, in)  # noqa: E731
+        vec = lambda t: t.detach().float().contiguous()  # noqa: E731
+        tensors, eps = [], []
+        for b in model.blocks:
+            a, m = b.attn, b.mlp
+            tensors += [vec(b.ln1.weight), vec(b.ln1.bias), mat(a.qkv), vec(a.qkv.bias), mat(a.proj), vec(a.proj.bias)]
+            tensors += [vec(b.ln2.weight), vec(b.ln2.bias), mat(m.fc), vec(m.fc.bias), mat(m.proj), vec(m.proj.bias)]
+            eps += [b.ln1.eps, b.ln2.eps]
+        if cfg.pos_encoding == "learned":
+            pos, scale = model.pos_emb.weight.detach(), 1.0
+        else:
+            pos, scale = model.pos_table, model.emb_scale
+        # The model's own cache layout (L, B=1, nh, ctx, hs): the prefill writes where the step reads.
+        self.cache = KVCache.for_model(model, 1)
+        self.dtype = dtype
+        self.step_fn = module.Step(
+            tensors, eps, emb.contiguous(), vec(pos), float(scale), emb.to(wdt).contiguous(),
+            vec(model.ln_f.weight), vec(model.ln_f.bias), float(model.ln_f.eps),
+            self.cache.k, self.cache.v, cfg.n_heads,
+        )  # fmt: skip
+
+    @property
+    def length(self) -> int:
+        return self.cache.length
+
+    @torch.inference_mode()
+    def _prefill(self, idx: torch.Tensor) -> torch.Tensor:
+        self.cache.reset()
+        return prefill(self.model, idx, self.cache)
+
+    @torch.inference_mode()
+    def _step(self, n: int, next_id: torch.Tensor) -> torch.Tensor:
+        tok = int(next_id)
+        self.window[0, n] = tok
+        logits = self.step_fn(tok, n)
+        self.cache.advance(1)
+        return logits
