@@ -5,8 +5,9 @@
 Prints the machine, then the time per step of every batch-1 decoding strategy (strategy.py) and the
 one this process picked (--dtype auto|fp32|bf16 as generate's: auto is bf16 weights in the C++ step
 on a CPU with bf16 units, fp32 elsewhere; precision.decode_precision), then tokens/s for prompts of
-1 and 64 tokens, batch 1 and 8, with and without the cache, their ratio, and the memory of the weights, of the cache, and the peak growth
-while generating at batch 8. Random weights: speed does not depend on what the model has learned.
+1 and 64 tokens, batch 1 and 8, with and without the cache, their ratio, and the memory of the
+weights, of the cache, and the peak growth while generating at batch 8. Random weights: speed does
+not depend on what the model has learned.
 """
 
 import argparse

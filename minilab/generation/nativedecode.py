@@ -140,7 +140,9 @@ class NativeDecoder(SlidingDecoder):
     @torch.inference_mode()
     def _prefill(self, idx: torch.Tensor) -> torch.Tensor:
         self.cache.reset()
-        return prefill(self.model, idx, self.cache)
+        logits = prefill(self.model, idx, self.cache)
+        self.step_fn.sync(self.cache.length)  # the step reads the keys transposed: copy them over once
+        return logits
 
     @torch.inference_mode()
     def _step(self, n: int, next_id: torch.Tensor) -> torch.Tensor:

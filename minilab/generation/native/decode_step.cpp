@@ -35,6 +35,32 @@ inline float widen(at::BFloat16 w) {  // bf16 is the top half of an fp32: shift 
   return f;
 }
 
+// exp and erf in a form the compiler can vectorise (the C library's are one value per call). exp:
+// Cephes' expf, e^x = 2^n e^r with |r| <= ln(2)/2 and a degree-6 polynomial for e^r (about 1e-7
+// relative error). erf: Abramowitz and Stegun 7.1.26 (at most 1.5e-7 absolute error).
+inline float exp(float x) {
+  x = std::min(std::max(x, -87.f), 88.f);
+  const float n = std::nearbyint(x * 1.44269504088896341f);  // x / ln 2, rounded
+  const float r = x - n * 0.693359375f + n * 2.12194440e-4f;  // x - n ln 2, ln 2 in two parts for precision
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.f;
+  const uint32_t bits = static_cast<uint32_t>(static_cast<int32_t>(n) + 127) << 23;  // 2^n
+  float scale;
+  std::memcpy(&scale, &bits, sizeof scale);
+  return p * scale;
+}
+
+inline float erf(float x) {
+  const float a = std::fabs(x), t = 1.f / (1.f + 0.3275911f * a);
+  const float poly = t * (0.254829592f + t * (-0.284496736f + t * (1.421413741f + t * (-1.453152027f + t * 1.061405429f))));
+  return std::copysign(1.f - poly * exp(-a * a), x);
+}
+
 enum class Then { Store, AddTo, Gelu };
 
 // y[o] = W[o, :] . x + b[o] for every output row o, W (n_out, n_in) row-major; the rows are shared out
@@ -49,11 +75,11 @@ void matvec(const W* w, const float* x, const float* b, float* y, int64_t n_out,
       if (b != nullptr) acc += b[o];
       if (then == Then::AddTo)
         y[o] += acc;
-      else if (then == Then::Gelu)
-        y[o] = 0.5f * acc * (1.f + std::erf(acc * 0.70710678118654752f));  // exact GELU, as nn.GELU()
       else
         y[o] = acc;
     }
+    if (then == Then::Gelu)  // exact GELU, as nn.GELU(): x (1 + erf(x / sqrt 2)) / 2; a loop the compiler vectorises
+      for (int64_t o = begin; o < end; ++o) y[o] = 0.5f * y[o] * (1.f + erf(y[o] * 0.70710678118654752f));
   });
 }
 
@@ -101,6 +127,17 @@ class Step {
     y_.resize(d_model_);
     f_.resize(d_ff_);
     scores_.resize(n_heads * ctx_);
+    keys_t_.resize(layers_.size() * n_heads * head_dim_ * ctx_);
+  }
+
+  // After a prefill has written positions 0..length-1 of the cache: copy their keys into keys_t_.
+  void sync(int64_t length) {
+    TORCH_CHECK(0 <= length && length <= ctx_, "length out of range");
+    const float* keys = keys_.data_ptr<float>();
+    const int64_t hs = head_dim_, rows = static_cast<int64_t>(layers_.size()) * n_heads_;
+    for (int64_t r = 0; r < rows; ++r)  // r = (layer, head)
+      for (int64_t j = 0; j < length; ++j)
+        for (int64_t i = 0; i < hs; ++i) keys_t_[(r * hs + i) * ctx_ + j] = keys[(r * ctx_ + j) * hs + i];
   }
 
   // Token `token` at position n (0 <= n < ctx): stores its keys and values, returns the next logits (1, V).
@@ -135,29 +172,36 @@ class Step {
   }
 
   // Causal attention of the new token over positions 0..n of layer l, one head per task: its key and
-  // value go into the cache first, then softmax(q . k_j / sqrt(head_dim)) weighs the values.
+  // value go into the cache first, then softmax(q . k_j / sqrt(head_dim)) weighs the values. The
+  // scores read the keys transposed, keys_t_ (n_heads, hs, ctx) per layer, so that the loop over
+  // positions is the inner one and runs in vector lanes, with no sum across lanes per position.
   void attend(size_t l, int64_t n) {
     const int64_t C = d_model_, hs = head_dim_, S = n + 1;
-    float* keys = keys_.data_ptr<float>() + l * n_heads_ * ctx_ * hs;  // (n_heads, ctx, hs) of this layer
-    float* values = values_.data_ptr<float>() + l * n_heads_ * ctx_ * hs;
+    float* values = values_.data_ptr<float>() + l * n_heads_ * ctx_ * hs;  // (n_heads, ctx, hs) of this layer
+    float* keys = keys_.data_ptr<float>() + l * n_heads_ * ctx_ * hs;
+    float* keys_t = &keys_t_[l * n_heads_ * hs * ctx_];
     const float scale = 1.f / std::sqrt(static_cast<float>(hs));
     at::parallel_for(0, n_heads_, 1, [&](int64_t begin, int64_t end) {
       for (int64_t h = begin; h < end; ++h) {
-        float* K = keys + h * ctx_ * hs;
+        float* K_t = keys_t + h * hs * ctx_;
         float* V = values + h * ctx_ * hs;
-        std::memcpy(K + n * hs, &qkv_[C + h * hs], hs * sizeof(float));
+        const float* k = &qkv_[C + h * hs];
+        std::memcpy(keys + (h * ctx_ + n) * hs, k, hs * sizeof(float));  // the model's layout, for a re-prefill
+        for (int64_t i = 0; i < hs; ++i) K_t[i * ctx_ + n] = k[i];
         std::memcpy(V + n * hs, &qkv_[2 * C + h * hs], hs * sizeof(float));
         const float* q = &qkv_[h * hs];
         float* s = &scores_[h * ctx_];
-        float top = 0.f;
-        for (int64_t j = 0; j < S; ++j) {
-          float dot = 0.f;
-          for (int64_t i = 0; i < hs; ++i) dot += q[i] * K[j * hs + i];
-          s[j] = dot * scale;
-          top = j == 0 ? s[j] : std::max(top, s[j]);
+        for (int64_t j = 0; j < S; ++j) s[j] = 0.f;
+        for (int64_t i = 0; i < hs; ++i) {
+          const float qi = q[i] * scale;
+          const float* row = K_t + i * ctx_;
+          for (int64_t j = 0; j < S; ++j) s[j] += qi * row[j];
         }
+        float top = s[0];
+        for (int64_t j = 1; j < S; ++j) top = std::max(top, s[j]);
+        for (int64_t j = 0; j < S; ++j) s[j] = exp(s[j] - top);
         float total = 0.f;
-        for (int64_t j = 0; j < S; ++j) total += (s[j] = std::exp(s[j] - top));
+        for (int64_t j = 0; j < S; ++j) total += s[j];
         float* y = &y_[h * hs];
         for (int64_t i = 0; i < hs; ++i) y[i] = 0.f;
         for (int64_t j = 0; j < S; ++j) {
@@ -174,6 +218,7 @@ class Step {
   int64_t n_heads_, d_model_, d_ff_, ctx_, head_dim_;
   bool bf16_;
   std::vector<float> x_, h_, qkv_, y_, f_, scores_;  // work buffers, reused every step
+  std::vector<float> keys_t_;                         // (n_layers, n_heads, hs, ctx): the keys, transposed
 };
 
 }  // namespace
@@ -183,5 +228,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
       .def(pybind11::init<std::vector<torch::Tensor>, std::vector<double>, torch::Tensor, torch::Tensor, double,
                           torch::Tensor, torch::Tensor, torch::Tensor, double, torch::Tensor, torch::Tensor,
                           int64_t>())
-      .def("__call__", &Step::operator());
+      .def("__call__", &Step::operator())
+      .def("sync", &Step::sync);
 }
