@@ -14,8 +14,10 @@ cd "$LAB"
 step() { echo; echo "## $*"; echo; }
 step "machine"
 "$PY" benchmarks/machine.py --dtype fp32,bf16
-step "generation, seed config, 2 threads (targets on Intel: batch 1 >= 3,000 tok/s and >= 25x)"
+step "generation, seed config, 2 threads, --dtype auto (targets on Intel: batch 1 >= 3,000 tok/s and >= 25x)"
 "$PY" benchmarks/generate_bench.py --repeats 3
+step "generation, seed config, 2 threads, --dtype fp32 (exact logits)"
+"$PY" benchmarks/generate_bench.py --repeats 3 --dtype fp32 | sed -n '/^| prompt/,/^$/p'
 step "training, seed config, --dtype fp32 vs auto side by side (target on Intel: auto >= 2.0x at dropout 0)"
 "$PY" benchmarks/train_bench.py --dtype fp32,auto --dropout 0.0,0.1 --steps 10
 step "training, the speedrun presets: auto must never be slower than fp32; bf16 shows what a lower width rule would give"

@@ -19,6 +19,10 @@ from minilab.tokenizers.char import TOKENIZERS
 from minilab.training.config import TrainConfig
 
 INFERENCE_DTYPE_HELP = "auto | fp32 | bf16 | fp16: what the products compute in; auto = fp32, exact (default auto)"
+DECODE_DTYPE_HELP = (
+    "auto | fp32 | bf16 | fp16: what decoding computes in; auto = bf16 weights in the C++ step for one sequence "
+    "on a CPU with AMX/AVX512-BF16, else fp32 (docs/precision.md); fp32 = exact (default auto)"
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -108,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
         _setting(g, f, default=f.default)
     _flag(g, "num_samples", type=int, default=1, help="how many continuations, generated as one batch (default 1)")
     _flag(g, "device", default="auto", help="auto | cpu | cuda | mps (default auto)")
-    _flag(g, "dtype", choices=DTYPE_CHOICES, default="auto", help=INFERENCE_DTYPE_HELP)
+    _flag(g, "dtype", choices=DTYPE_CHOICES, default="auto", help=DECODE_DTYPE_HELP)
 
     i = sub.add_parser("info", help="show a model's config, parameters, vocabulary and history", allow_abbrev=False)
     _flag(i, "checkpoint", metavar="CKPT", required=True, help="checkpoint file or export directory")
@@ -153,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     _flag(w, "port", type=int, default=8000, help="port to listen on, 0 = any free one (default 8000)")
     _flag(w, "host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     _flag(w, "device", default="cpu", help="auto | cpu | cuda | mps: where models run (default cpu)")
-    _flag(w, "dtype", choices=DTYPE_CHOICES, default="auto", help=INFERENCE_DTYPE_HELP)
+    _flag(w, "dtype", choices=DTYPE_CHOICES, default="auto", help=DECODE_DTYPE_HELP)
 
     add_inside_parsers(sub, _flag)  # lens, ablate, embeddings, neurons, induction
 
