@@ -30,12 +30,16 @@ def _model(seed=0, **overrides):
 
 
 @pytest.mark.parametrize("pos", ["learned", "sinusoidal"])
+@pytest.mark.parametrize("prompt", [3, 40], ids=["stepped prompt", "prefilled prompt"])
 @torch.no_grad()
-def test_the_step_gives_the_full_forward_pass_logits_for_each_position_encoding(module, pos):
-    model = _model(pos_encoding=pos, d_model=48, n_heads=3, d_ff=80)  # widths that are no multiple of 16
+def test_the_step_gives_the_full_forward_pass_logits_for_each_position_encoding(module, pos, prompt):
+    # Context 64: a 40-token prompt and the re-prefills of 32 kept tokens go through the model's forward
+    # pass; a prompt of up to STEPPED_PROMPT tokens goes through the step itself.
+    assert 3 <= nativedecode.STEPPED_PROMPT < 32
+    model = _model(pos_encoding=pos, d_model=48, n_heads=3, d_ff=80, context_length=64)  # widths no multiple of 16
     decoder = NativeDecoder(model, module)
     g = torch.Generator().manual_seed(0)
-    logits = decoder.prefill(torch.randint(0, 20, (1, 3), generator=g))
+    logits = decoder.prefill(torch.randint(0, 20, (1, prompt), generator=g))
     for _ in range(2 * model.cfg.context_length):  # past the window: re-prefills in between
         full, _ = model(decoder.tokens())
         assert (logits - full[:, -1]).abs().max() <= 1e-5
@@ -95,3 +99,16 @@ def test_a_build_made_for_another_cpu_is_never_loaded(monkeypatch):
         monkeypatch.setattr(nativedecode.Path, "read_text", fake)
         keys.add(nativedecode._build_key())
     assert len(keys) == 2
+
+
+@torch.no_grad()
+def test_prepared_weights_are_reused_until_a_weight_changes(module):
+    model = _model(seed=3)
+    first = nativedecode.prepared(model, "bf16")
+    assert nativedecode.prepared(model, "bf16") is first  # the same model, unchanged: not converted again
+    model.blocks[0].mlp.fc.weight.add_(0.5)  # in place, as an optimizer step is
+    assert nativedecode.prepared(model, "bf16") is not first
+    decoder = NativeDecoder(model, module)  # fp32: the changed weight must be the one used
+    logits = decoder.prefill(torch.tensor([[1, 2, 3]]))
+    full, _ = model(torch.tensor([[1, 2, 3]]))
+    assert (logits - full[:, -1]).abs().max() <= 1e-5

@@ -17,11 +17,13 @@ import os
 import platform
 import shutil
 import sys
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
+from minilab.device import cpu_bf16_features
 from minilab.generation.window import SlidingDecoder
 from minilab.model.config import fast_decode_supports
 from minilab.model.kvcache import KVCache, prefill
@@ -29,11 +31,13 @@ from minilab.model.kvcache import KVCache, prefill
 SOURCE = Path(__file__).with_name("native") / "decode_step.cpp"
 # -O3 -march=native vectorises the products for this CPU; reassociating the sums (and what it needs)
 # lets the compiler split each dot product over vector lanes; no -ffast-math, so infinities stay
-# exact. -fopenmp: at::parallel_for shares rows out among threads only when OpenMP is on, and the
-# extension then uses the libgomp PyTorch has already loaded (the same thread pool as its own ops).
+# exact. -fopenmp: the step runs as one OpenMP team of PyTorch's thread count, and the extension
+# uses the libgomp PyTorch has already loaded (the same thread pool as its own ops).
 CFLAGS = ["-O3", "-march=native", "-fno-math-errno", "-fassociative-math", "-fno-signed-zeros", "-fno-trapping-math"]
 CFLAGS += ["-fopenmp"]
 _LOADED: dict[str, object] = {}  # "module" -> the extension, or "why" -> why there is none
+_PREPARED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # model -> (fingerprint, its weights for the step)
+STEPPED_PROMPT = 16  # prompts up to this long go through the step token by token (about 0.2 ms each)
 
 
 def cache_dir() -> Path:
@@ -95,6 +99,41 @@ def why() -> str:
     return str(_LOADED.get("why", ""))
 
 
+def _fingerprint(model) -> tuple:
+    """Changes whenever a weight does: in place (an optimizer step, load_state_dict) or by a new tensor."""
+    return tuple((p.data_ptr(), p._version) for p in model.parameters())
+
+
+@torch.no_grad()
+def prepared(model, dtype: str) -> tuple[list, list, tuple]:
+    """``model``'s weights as the C++ step takes them, in ``dtype``; kept per model until a weight changes.
+
+    Converting 3M weights to bf16 took 4 ms at the seed size, 8 us per token of a 500-token generation.
+    """
+    key = (_fingerprint(model), dtype)
+    cached = _PREPARED.get(model)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    cfg, emb = model.cfg, model.tok_emb.weight.detach()
+    wdt = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype]
+    mat = lambda lin: lin.weight.detach().to(wdt).contiguous()  # (out, in)  # noqa: E731
+    vec = lambda t: t.detach().float().contiguous()  # noqa: E731
+    tensors, eps = [], []
+    for b in model.blocks:
+        a, m = b.attn, b.mlp
+        tensors += [vec(b.ln1.weight), vec(b.ln1.bias), mat(a.qkv), vec(a.qkv.bias), mat(a.proj), vec(a.proj.bias)]
+        tensors += [vec(b.ln2.weight), vec(b.ln2.bias), mat(m.fc), vec(m.fc.bias), mat(m.proj), vec(m.proj.bias)]
+        eps += [b.ln1.eps, b.ln2.eps]
+    if cfg.pos_encoding == "learned":
+        pos, scale = model.pos_emb.weight.detach(), 1.0
+    else:
+        pos, scale = model.pos_table, model.emb_scale
+    rest = (emb.contiguous(), vec(pos), float(scale), emb.to(wdt).contiguous())  # the head is the embedding
+    rest += (vec(model.ln_f.weight), vec(model.ln_f.bias), float(model.ln_f.eps))
+    _PREPARED[model] = (key, (tensors, eps, rest))
+    return _PREPARED[model][1]
+
+
 class NativeDecoder(SlidingDecoder):
     """KV-cached decoding of a single sequence by the C++ step; same interface as ``CachedDecoder`` at batch 1.
 
@@ -107,31 +146,17 @@ class NativeDecoder(SlidingDecoder):
     @torch.no_grad()
     def __init__(self, model, module, dtype: str = "fp32", keep: int | None = None):
         cfg = model.cfg
-        emb = model.tok_emb.weight.detach()
+        emb = model.tok_emb.weight
         if emb.device.type != "cpu" or emb.dtype != torch.float32:
             raise ValueError("the C++ decode step runs fp32 models on the CPU")
         super().__init__(model, 1, keep, emb.device)
-        wdt = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype]
-        mat = lambda lin: lin.weight.detach().to(wdt).contiguous()  # (out, in)  # noqa: E731
-        vec = lambda t: t.detach().float().contiguous()  # noqa: E731
-        tensors, eps = [], []
-        for b in model.blocks:
-            a, m = b.attn, b.mlp
-            tensors += [vec(b.ln1.weight), vec(b.ln1.bias), mat(a.qkv), vec(a.qkv.bias), mat(a.proj), vec(a.proj.bias)]
-            tensors += [vec(b.ln2.weight), vec(b.ln2.bias), mat(m.fc), vec(m.fc.bias), mat(m.proj), vec(m.proj.bias)]
-            eps += [b.ln1.eps, b.ln2.eps]
-        if cfg.pos_encoding == "learned":
-            pos, scale = model.pos_emb.weight.detach(), 1.0
-        else:
-            pos, scale = model.pos_table, model.emb_scale
         # The model's own cache layout (L, B=1, nh, ctx, hs): the prefill writes where the step reads.
         self.cache = KVCache.for_model(model, 1)
+        self.window_np = self.window[0].numpy()  # the same memory as the window (B=1, ctx)
         self.dtype = dtype
-        self.step_fn = module.Step(
-            tensors, eps, emb.contiguous(), vec(pos), float(scale), emb.to(wdt).contiguous(),
-            vec(model.ln_f.weight), vec(model.ln_f.bias), float(model.ln_f.eps),
-            self.cache.k, self.cache.v, cfg.n_heads,
-        )  # fmt: skip
+        self.bf16_prefill = dtype == "bf16" and bool(cpu_bf16_features())
+        tensors, eps, rest = prepared(model, dtype)
+        self.step_fn = module.Step(tensors, eps, *rest, self.cache.k, self.cache.v, cfg.n_heads)
 
     @property
     def length(self) -> int:
@@ -140,14 +165,24 @@ class NativeDecoder(SlidingDecoder):
     @torch.inference_mode()
     def _prefill(self, idx: torch.Tensor) -> torch.Tensor:
         self.cache.reset()
-        logits = prefill(self.model, idx, self.cache)
+        if idx.size(1) <= STEPPED_PROMPT:  # a short prompt: a few steps cost less than one forward pass
+            self.step_fn.sync(0)
+            for n, tok in enumerate(idx[0].tolist()):
+                logits = self.step_fn(tok, n)
+                self.cache.advance(1)
+            return logits
+        # With bf16 weights on a CPU with bf16 matrix units, longer prompts and every re-prefill after a
+        # slide run under bf16 autocast too (1.7x faster at 128 tokens); the cache stays fp32.
+        with torch.autocast("cpu", torch.bfloat16, enabled=self.bf16_prefill):
+            logits = prefill(self.model, idx, self.cache).float()
         self.step_fn.sync(self.cache.length)  # the step reads the keys transposed: copy them over once
         return logits
 
-    @torch.inference_mode()
     def _step(self, n: int, next_id: torch.Tensor) -> torch.Tensor:
+        # No inference_mode here (the C++ step records nothing for autograd anyway), and the token is
+        # written through a NumPy view of the window: each saves microseconds on a ~200 us step.
         tok = int(next_id)
-        self.window[0, n] = tok
+        self.window_np[n] = tok
         logits = self.step_fn(tok, n)
         self.cache.advance(1)
         return logits

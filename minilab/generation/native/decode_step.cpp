@@ -63,24 +63,26 @@ inline float erf(float x) {
 
 enum class Then { Store, AddTo, Gelu };
 
-// y[o] = W[o, :] . x + b[o] for every output row o, W (n_out, n_in) row-major; the rows are shared out
-// among PyTorch's threads. Then: store y, add it to what y holds (the residual stream), or store gelu(y).
+// y[o] = W[o, :] . x + b[o] for every output row o, W (n_out, n_in) row-major. Called by every thread
+// of the step's OpenMP team: each takes its share of the rows, and all wait for each other at the
+// end. Then: store y, add it to what y holds (the residual stream), or store gelu(y).
 template <typename W>
 void matvec(const W* w, const float* x, const float* b, float* y, int64_t n_out, int64_t n_in, Then then) {
-  at::parallel_for(0, n_out, 16, [&](int64_t begin, int64_t end) {
-    for (int64_t o = begin; o < end; ++o) {
-      const W* row = w + o * n_in;
-      float acc = 0.f;
-      for (int64_t i = 0; i < n_in; ++i) acc += widen(row[i]) * x[i];  // vectorised by the compiler
-      if (b != nullptr) acc += b[o];
-      if (then == Then::AddTo)
-        y[o] += acc;
-      else
-        y[o] = acc;
-    }
-    if (then == Then::Gelu)  // exact GELU, as nn.GELU(): x (1 + erf(x / sqrt 2)) / 2; a loop the compiler vectorises
-      for (int64_t o = begin; o < end; ++o) y[o] = 0.5f * y[o] * (1.f + erf(y[o] * 0.70710678118654752f));
-  });
+#pragma omp for schedule(static) nowait
+  for (int64_t o = 0; o < n_out; ++o) {
+    const W* row = w + o * n_in;
+    float acc = 0.f;
+    for (int64_t i = 0; i < n_in; ++i) acc += widen(row[i]) * x[i];  // vectorised by the compiler
+    if (b != nullptr) acc += b[o];
+    y[o] = then == Then::AddTo ? y[o] + acc : acc;
+  }
+  if (then == Then::Gelu) {
+    // Exact GELU, as nn.GELU(): x (1 + erf(x / sqrt 2)) / 2, in a loop of its own that the compiler
+    // vectorises. A static schedule over the same rows gives each thread the rows it just wrote.
+#pragma omp for schedule(static) nowait
+    for (int64_t o = 0; o < n_out; ++o) y[o] = 0.5f * y[o] * (1.f + erf(y[o] * 0.70710678118654752f));
+  }
+#pragma omp barrier
 }
 
 void layer_norm(const float* x, const float* gain, const float* bias, float eps, float* y, int64_t n) {
@@ -141,25 +143,36 @@ class Step {
   }
 
   // Token `token` at position n (0 <= n < ctx): stores its keys and values, returns the next logits (1, V).
+  // One OpenMP team (PyTorch's thread count) runs the whole step: the products and the heads are
+  // shared out, the small serial parts run on one thread, and the threads meet at a barrier
+  // between stages instead of being started and stopped some 20 times per token.
   torch::Tensor operator()(int64_t token, int64_t n) {
     TORCH_CHECK(0 <= n && n < ctx_ && 0 <= token && token < tok_emb_.size(0), "token or position out of range");
     const int64_t C = d_model_;
     const float* emb = f32(tok_emb_) + token * C;
     const float* pos = f32(pos_) + n * C;
-    for (int64_t i = 0; i < C; ++i) x_[i] = emb[i] * emb_scale_ + pos[i];
-    for (size_t l = 0; l < layers_.size(); ++l) {
-      const Layer& L = layers_[l];
-      layer_norm(x_.data(), f32(L.ln1_g), f32(L.ln1_b), L.eps1, h_.data(), C);
-      product(L.qkv_w, h_.data(), f32(L.qkv_b), qkv_.data(), Then::Store);  // [q | k | v]
-      attend(l, n);                                                          // -> y_
-      product(L.proj_w, y_.data(), f32(L.proj_b), x_.data(), Then::AddTo);
-      layer_norm(x_.data(), f32(L.ln2_g), f32(L.ln2_b), L.eps2, h_.data(), C);
-      product(L.fc_w, h_.data(), f32(L.fc_b), f_.data(), Then::Gelu);
-      product(L.out_w, f_.data(), f32(L.out_b), x_.data(), Then::AddTo);
-    }
-    layer_norm(x_.data(), f32(lnf_g_), f32(lnf_b_), lnf_eps_, h_.data(), C);
     torch::Tensor logits = torch::empty({1, head_w_.size(0)}, tok_emb_.options());
-    product(head_w_, h_.data(), nullptr, logits.data_ptr<float>(), Then::Store);
+    float* out = logits.data_ptr<float>();
+#pragma omp parallel num_threads(at::get_num_threads())
+    {
+#pragma omp single
+      for (int64_t i = 0; i < C; ++i) x_[i] = emb[i] * emb_scale_ + pos[i];
+      for (size_t l = 0; l < layers_.size(); ++l) {
+        const Layer& L = layers_[l];
+#pragma omp single
+        layer_norm(x_.data(), f32(L.ln1_g), f32(L.ln1_b), L.eps1, h_.data(), C);
+        product(L.qkv_w, h_.data(), f32(L.qkv_b), qkv_.data(), Then::Store);  // [q | k | v]
+        attend(l, n);                                                          // -> y_
+        product(L.proj_w, y_.data(), f32(L.proj_b), x_.data(), Then::AddTo);
+#pragma omp single
+        layer_norm(x_.data(), f32(L.ln2_g), f32(L.ln2_b), L.eps2, h_.data(), C);
+        product(L.fc_w, h_.data(), f32(L.fc_b), f_.data(), Then::Gelu);
+        product(L.out_w, f_.data(), f32(L.out_b), x_.data(), Then::AddTo);
+      }
+#pragma omp single
+      layer_norm(x_.data(), f32(lnf_g_), f32(lnf_b_), lnf_eps_, h_.data(), C);
+      product(head_w_, h_.data(), nullptr, out, Then::Store);
+    }
     return logits;
   }
 
@@ -171,7 +184,7 @@ class Step {
       matvec(w.data_ptr<float>(), x, b, y, w.size(0), w.size(1), then);
   }
 
-  // Causal attention of the new token over positions 0..n of layer l, one head per task: its key and
+  // Causal attention of the new token over positions 0..n of layer l, the heads shared out: its key and
   // value go into the cache first, then softmax(q . k_j / sqrt(head_dim)) weighs the values. The
   // scores read the keys transposed, keys_t_ (n_heads, hs, ctx) per layer, so that the loop over
   // positions is the inner one and runs in vector lanes, with no sum across lanes per position.
@@ -181,35 +194,34 @@ class Step {
     float* keys = keys_.data_ptr<float>() + l * n_heads_ * ctx_ * hs;
     float* keys_t = &keys_t_[l * n_heads_ * hs * ctx_];
     const float scale = 1.f / std::sqrt(static_cast<float>(hs));
-    at::parallel_for(0, n_heads_, 1, [&](int64_t begin, int64_t end) {
-      for (int64_t h = begin; h < end; ++h) {
-        float* K_t = keys_t + h * hs * ctx_;
-        float* V = values + h * ctx_ * hs;
-        const float* k = &qkv_[C + h * hs];
-        std::memcpy(keys + (h * ctx_ + n) * hs, k, hs * sizeof(float));  // the model's layout, for a re-prefill
-        for (int64_t i = 0; i < hs; ++i) K_t[i * ctx_ + n] = k[i];
-        std::memcpy(V + n * hs, &qkv_[2 * C + h * hs], hs * sizeof(float));
-        const float* q = &qkv_[h * hs];
-        float* s = &scores_[h * ctx_];
-        for (int64_t j = 0; j < S; ++j) s[j] = 0.f;
-        for (int64_t i = 0; i < hs; ++i) {
-          const float qi = q[i] * scale;
-          const float* row = K_t + i * ctx_;
-          for (int64_t j = 0; j < S; ++j) s[j] += qi * row[j];
-        }
-        float top = s[0];
-        for (int64_t j = 1; j < S; ++j) top = std::max(top, s[j]);
-        for (int64_t j = 0; j < S; ++j) s[j] = exp(s[j] - top);
-        float total = 0.f;
-        for (int64_t j = 0; j < S; ++j) total += s[j];
-        float* y = &y_[h * hs];
-        for (int64_t i = 0; i < hs; ++i) y[i] = 0.f;
-        for (int64_t j = 0; j < S; ++j) {
-          const float p = s[j] / total;
-          for (int64_t i = 0; i < hs; ++i) y[i] += p * V[j * hs + i];
-        }
+#pragma omp for schedule(static)
+    for (int64_t h = 0; h < n_heads_; ++h) {
+      float* K_t = keys_t + h * hs * ctx_;
+      float* V = values + h * ctx_ * hs;
+      const float* k = &qkv_[C + h * hs];
+      std::memcpy(keys + (h * ctx_ + n) * hs, k, hs * sizeof(float));  // the model's layout, for a re-prefill
+      for (int64_t i = 0; i < hs; ++i) K_t[i * ctx_ + n] = k[i];
+      std::memcpy(V + n * hs, &qkv_[2 * C + h * hs], hs * sizeof(float));
+      const float* q = &qkv_[h * hs];
+      float* s = &scores_[h * ctx_];
+      for (int64_t j = 0; j < S; ++j) s[j] = 0.f;
+      for (int64_t i = 0; i < hs; ++i) {
+        const float qi = q[i] * scale;
+        const float* row = K_t + i * ctx_;
+        for (int64_t j = 0; j < S; ++j) s[j] += qi * row[j];
       }
-    });
+      float top = s[0];
+      for (int64_t j = 1; j < S; ++j) top = std::max(top, s[j]);
+      for (int64_t j = 0; j < S; ++j) s[j] = exp(s[j] - top);
+      float total = 0.f;
+      for (int64_t j = 0; j < S; ++j) total += s[j];
+      float* y = &y_[h * hs];
+      for (int64_t i = 0; i < hs; ++i) y[i] = 0.f;
+      for (int64_t j = 0; j < S; ++j) {
+        const float p = s[j] / total;
+        for (int64_t i = 0; i < hs; ++i) y[i] += p * V[j * hs + i];
+      }
+    }
   }
 
   std::vector<Layer> layers_;
