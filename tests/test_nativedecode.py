@@ -112,3 +112,41 @@ def test_prepared_weights_are_reused_until_a_weight_changes(module):
     logits = decoder.prefill(torch.tensor([[1, 2, 3]]))
     full, _ = model(torch.tensor([[1, 2, 3]]))
     assert (logits - full[:, -1]).abs().max() <= 1e-5
+
+
+def test_a_failed_build_is_said_once_and_not_retried_in_every_process(monkeypatch, tmp_path):
+    from torch.utils import cpp_extension
+
+    monkeypatch.setenv("MINILAB_CACHE", str(tmp_path))
+    calls, said = [], []
+
+    def failing_build(name, sources, **kwargs):
+        calls.append(name)
+        raise RuntimeError("compiling failed\nerror: omp.h: no such file")
+
+    monkeypatch.setattr(cpp_extension, "load", failing_build)
+    monkeypatch.setattr(nativedecode.shutil, "which", lambda name: f"/usr/bin/{name}")
+    for _ in range(2):  # two processes, one after the other
+        monkeypatch.setattr(nativedecode, "_LOADED", {})
+        assert nativedecode.load(said.append) is None
+        assert "omp.h: no such file" in nativedecode.why()
+    assert len(calls) == 1 and "delete" in nativedecode.why()
+    assert said[0].startswith("building") and all("no C++ decode step" in line for line in said[1:])
+
+
+def test_a_lock_left_by_a_killed_build_is_cleared(monkeypatch, tmp_path):
+    import os
+
+    from torch.utils import cpp_extension
+
+    monkeypatch.setenv("MINILAB_CACHE", str(tmp_path))
+    monkeypatch.setattr(nativedecode, "_LOADED", {})
+    monkeypatch.setattr(nativedecode.shutil, "which", lambda name: f"/usr/bin/{name}")
+    lock = nativedecode.cache_dir() / f"native-{nativedecode._build_key()}" / "lock"
+    lock.parent.mkdir(parents=True)
+    lock.write_text("")
+    old = lock.stat().st_mtime - nativedecode.STALE_LOCK_SECONDS - 1
+    os.utime(lock, (old, old))
+    seen = []
+    monkeypatch.setattr(cpp_extension, "load", lambda *a, **k: seen.append(lock.exists()) or object())
+    assert nativedecode.load() is not None and seen == [False]

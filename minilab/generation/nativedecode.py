@@ -17,6 +17,7 @@ import os
 import platform
 import shutil
 import sys
+import time
 import weakref
 from collections.abc import Callable
 from pathlib import Path
@@ -37,6 +38,7 @@ CFLAGS = ["-O3", "-march=native", "-fno-math-errno", "-fassociative-math", "-fno
 CFLAGS += ["-fopenmp"]
 _LOADED: dict[str, object] = {}  # "module" -> the extension, or "why" -> why there is none
 _PREPARED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # model -> (fingerprint, its weights for the step)
+STALE_LOCK_SECONDS = 600  # a build takes about 30 s; a lock file this old belongs to a killed one
 STEPPED_PROMPT = 16  # prompts up to this long go through the step token by token (about 0.2 ms each)
 
 
@@ -58,12 +60,22 @@ def _build_key() -> str:
 
 
 def load(notify: Callable[[str], None] | None = None):
-    """The compiled extension, built first if this machine has none yet; None if it cannot be had (``why`` says why)."""
+    """The compiled extension, built first if this machine has none yet; None if it cannot be had (``why`` says why).
+
+    ``notify`` gets one line before a build starts, and one line if there is no C++ step to be had.
+    """
     if "module" in _LOADED or "why" in _LOADED:
         return _LOADED.get("module")
     if os.environ.get("MINILAB_NATIVE", "1") == "0":
         _LOADED["why"] = "MINILAB_NATIVE=0"
         return None
+    module = _build(notify)
+    if module is None and notify is not None:
+        notify(f"no C++ decode step: {_LOADED['why']}; decoding in Python (MINILAB_NATIVE=0 skips the attempt)")
+    return module
+
+
+def _build(notify):
     compiler = os.environ.get("CXX", "c++")
     if shutil.which("ninja") is None:  # the pip package's binary, in a virtual environment not activated
         try:
@@ -80,6 +92,12 @@ def load(notify: Callable[[str], None] | None = None):
     key = _build_key()
     folder = cache_dir() / f"native-{key}"
     name = f"minilab_decode_{key}"
+    failed, lock = folder / "FAILED", folder / "lock"
+    if failed.exists():  # a build failed here before: do not spend half a minute on it in every process
+        _LOADED["why"] = f"{failed.read_text().strip()} (delete {folder} to try again)"
+        return None
+    if lock.exists() and time.time() - lock.stat().st_mtime > STALE_LOCK_SECONDS:
+        lock.unlink(missing_ok=True)  # left by a build that was killed: PyTorch would wait for it forever
     if notify is not None and not any(folder.glob(f"{name}*.so")):
         notify("building the C++ decode step for this CPU, once (about 30 s; MINILAB_NATIVE=0 skips it)")
     try:
@@ -88,7 +106,12 @@ def load(notify: Callable[[str], None] | None = None):
             name, [str(SOURCE)], extra_cflags=CFLAGS, extra_ldflags=["-fopenmp"], build_directory=str(folder)
         )
     except Exception as e:  # a compiler error, a missing header: decode without it
-        _LOADED["why"] = f"the build failed: {str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__}"
+        last = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+        _LOADED["why"] = f"the build failed: {last}"
+        try:
+            failed.write_text(_LOADED["why"] + "\n")
+        except OSError:
+            pass
         return None
     _LOADED["module"] = module
     return module
