@@ -80,15 +80,16 @@ def test_candidates_cover_blocks_threads_and_cached_and_bf16_only_when_asked():
 def test_auto_decodes_bf16_only_on_a_cpu_with_bf16_units_and_the_cpp_step(monkeypatch):
     from minilab.precision import DeviceFacts
 
-    model = _model()
-    for facts, built, want in [
-        (DeviceFacts("cpu", ("amx_bf16",)), True, "bf16"),
-        (DeviceFacts("cpu", ("avx512_bf16",)), False, "fp32"),  # without the C++ step: exact
-        (DeviceFacts("cpu"), True, "fp32"),  # an AVX2 CPU
+    wide, narrow = _model(d_model=128, n_heads=4, d_ff=256), _model(d_model=64, d_ff=128)
+    for facts, built, model, want in [
+        (DeviceFacts("cpu", ("amx_bf16",)), True, wide, "bf16"),
+        (DeviceFacts("cpu", ("amx_bf16",)), True, narrow, "fp32"),  # below CPU_BF16_MIN_WIDTH: exact
+        (DeviceFacts("cpu", ("avx512_bf16",)), False, wide, "fp32"),  # without the C++ step: exact
+        (DeviceFacts("cpu"), True, wide, "fp32"),  # an AVX2 CPU
     ]:
         monkeypatch.setattr(strategy, "device_facts", lambda device, facts=facts: facts)
         monkeypatch.setattr(nativedecode, "load", lambda notify=None, built=built: object() if built else None)
-        assert strategy.auto_dtype(model) == want, (facts, built)
+        assert strategy.auto_dtype(model) == want, (facts, built, model.cfg.d_model)
 
 
 def test_the_fastest_is_chosen_once_per_shape_and_remembered(monkeypatch):

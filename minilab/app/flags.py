@@ -21,7 +21,7 @@ from minilab.training.config import TrainConfig
 INFERENCE_DTYPE_HELP = "auto | fp32 | bf16 | fp16: what the products compute in; auto = fp32, exact (default auto)"
 DECODE_DTYPE_HELP = (
     "auto | fp32 | bf16 | fp16: what decoding computes in; auto = bf16 weights in the C++ step for one sequence "
-    "on a CPU with AMX/AVX512-BF16, else fp32 (docs/precision.md); fp32 = exact (default auto)"
+    "of a model >= 128 wide on a CPU with AMX/AVX512-BF16, else fp32 (docs/precision.md); fp32 = exact (default auto)"
 )
 
 

@@ -61,7 +61,7 @@ def generate(
     (strategy.py). ``dtype`` 'bf16' decodes in bf16 (a bf16 copy of the weights at batch 1,
     autocast for batches), 'fp16' under fp16 autocast (GPUs); 'fp32' (the default) gives the
     full forward pass's logits; 'auto' is bf16 weights in the C++ step at batch 1 on a CPU with
-    bf16 units, fp32 otherwise (precision.decode_precision).
+    bf16 units for models 128 wide and wider, fp32 otherwise (precision.decode_precision).
     """
     model.eval()
     if max_new_tokens <= 0:

@@ -143,7 +143,7 @@ def auto_dtype(model) -> str:
     """What ``--dtype auto`` decodes one sequence of ``model`` in here: 'bf16' or 'fp32' (decode_precision)."""
     device = next(model.parameters()).device
     native = device.type == "cpu" and nativedecode.load(_notify) is not None
-    return decode_precision("auto", device_facts(device), native).name
+    return decode_precision("auto", device_facts(device), native, model.cfg.d_model).name
 
 
 def _notify(message: str) -> None:
