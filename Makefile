@@ -32,9 +32,10 @@ $(HF_STAMP): pyproject.toml | $(STAMP)
 # About a minute of training on the shipped tinyshakespeare (the shakespeare-cpu recipe), with the
 # text before and after, the loss curve and the next things to try (minilab/app/demo.py). One thread:
 # on a 2-core machine with anything else running, two threads made this small model's steps 30x slower
-# (docs/benchmarks.md).
+# (docs/benchmarks.md). MINILAB_NATIVE=0: its few hundred characters do not need the C++ decode step,
+# whose first build would add half a minute; the first `generate` builds it (docs/precision.md).
 demo: $(STAMP)
-	$(BIN)/python -m minilab.app.demo --data example_data/tinyshakespeare.txt --out $(DEMO) --time_budget 60 --threads 1
+	MINILAB_NATIVE=0 $(BIN)/python -m minilab.app.demo --data example_data/tinyshakespeare.txt --out $(DEMO) --time_budget 60 --threads 1
 
 test: $(STAMP) $(BROWSER_STAMP) $(HF_STAMP)
 	$(BIN)/python -m pytest
