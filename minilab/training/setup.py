@@ -110,6 +110,12 @@ class Wrapped:
     ddp: torch.nn.Module | None  # the DDP wrapper (for no_sync), if several processes train
     amp_dtype: torch.dtype | None  # autocast's dtype; None = full precision
     scaler: torch.amp.GradScaler  # enabled only for fp16, whose small gradients would underflow
+    compiled: bool = False  # the blocks run through torch.compile in training (see compile_blocks)
+    note: str | None = None  # for the user: why --compile was not honoured
+
+    def eager(self):
+        """Evaluation and sampling run the blocks uncompiled: other shapes, no_grad and caches would recompile."""
+        return torch.compiler.set_stance("force_eager") if self.compiled else contextlib.nullcontext()
 
     def no_sync(self, last: bool):
         """DDP averages gradients across ranks on backward; only the last micro-batch of a step needs to."""
@@ -129,17 +135,43 @@ def wrap_for_training(model: torch.nn.Module, device: torch.device, dist, compil
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True  # TF32 tensor cores for any fp32 matmul left
         torch.backends.cudnn.allow_tf32 = True
+    missing = compiler_missing(device) if compile_ else None
+    if compile_ and not missing:
+        compile_blocks(model)
     if dist.enabled:
         from torch.nn.parallel import DistributedDataParallel
 
         ids = [device.index] if device.type == "cuda" else None
         model = ddp = DistributedDataParallel(model, device_ids=ids)
-    if compile_:
-        model = torch.compile(model)
     amp_dtype = precision.autocast_dtype
     # Only fp16 needs loss scaling, and precision.py gives fp16 to CUDA only: never a scaler elsewhere.
     scaler = torch.amp.GradScaler("cuda", enabled=precision.grad_scaler and device.type == "cuda")
-    return Wrapped(model, ddp, amp_dtype, scaler)
+    note = f"--compile needs {missing}; training uncompiled" if missing else None
+    return Wrapped(model, ddp, amp_dtype, scaler, compiled=compile_ and not missing, note=note)
+
+
+def compile_blocks(model: torch.nn.Module) -> None:
+    """torch.compile each transformer block in place (its weights keep their names in checkpoints).
+
+    The blocks share one compiled graph, so compiling costs about what one block does: measured on
+    a 4-layer model (Intel Xeon, 1 thread), 17 s with an empty compile cache and 3 s with a warm one,
+    against 30 s and 5 s for the whole model, and the step is as fast.
+    """
+    for block in model.blocks:
+        block.compile()
+
+
+def compiler_missing(device: torch.device) -> str | None:
+    """What torch.compile lacks to build kernels for ``device`` (a C++ compiler, on a CPU), or None if nothing."""
+    if device.type != "cpu":
+        return None
+    try:
+        from torch._inductor.cpp_builder import get_cpp_compiler
+
+        get_cpp_compiler()  # inductor's own search: $CXX, else g++ on the PATH
+    except Exception:  # InvalidCxxCompiler, or an inductor too old or too new to have this function
+        return "a C++ compiler (none found: install g++ or set CXX)"
+    return None
 
 
 @dataclass

@@ -253,6 +253,8 @@ class Trainer:
             torch.manual_seed(cfg.seed + state.step + 1000 * self.dist.rank)
         if self.precision.warning:
             self.log(self.precision.warning)
+        if self.wrapped.note:
+            self.log(f"note: {self.wrapped.note}")
         # MFU against the peak of the format the products run in (bf16 units are 5-9x fp32's on AMX).
         peak = measured_peak_flops(self.device.type, dtype=self.precision.autocast_dtype)
         self.peak_flops = peak * self.dist.world_size
@@ -285,7 +287,8 @@ class Trainer:
         if self.validation.prefix and self.epoch > 0:
             t, scope = self.clock.now(), ""
             if self.dist.is_main:
-                self.final_val, scope = self.validation.final_loss(self.model)
+                with self.wrapped.eager():
+                    self.final_val, scope = self.validation.final_loss(self.model)
             self.final_val = distributed.from_main(self.final_val, self.dist, self.device)
             self.log(f"the final model on {scope}: val loss {self.final_val:.4f} ({self.clock.now() - t:.1f}s)")
         self.files.write_summary(self._summary())
@@ -326,6 +329,10 @@ class Trainer:
 
     def _end_epoch(self, epoch: int, lr: float, tokens: int, took: float) -> None:
         """Evaluate, keep the best, save the checkpoints and logs, and print the epoch's line."""
+        with self.wrapped.eager():  # compiled blocks (--compile) are for the training step only
+            self._evaluate_and_save(epoch, lr, tokens, took)
+
+    def _evaluate_and_save(self, epoch: int, lr: float, tokens: int, took: float) -> None:
         cfg, state = self.cfg, self.state
         t_end = self.clock.now()
         state.epoch = epoch
