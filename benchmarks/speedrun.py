@@ -84,7 +84,15 @@ def run_once(data: Path, budget: float, preset: str, seed: int, work: Path, extr
         "tokens": summary["tokens_seen"],
         "params": summary["parameters"],
         "curve": val_curve(runs / name / "metrics.csv"),
+        "first_step": first_step(runs / name / "metrics.csv", summary["tokens_seen"] / summary["steps"]),
     }
+
+
+def first_step(metrics: Path, tokens_per_step: float) -> float:
+    """Seconds the first step took: with --compile, mostly compiling (long with an empty compile cache)."""
+    with open(metrics) as f:
+        row = next(csv.DictReader(f))
+    return tokens_per_step / float(row["tokens_per_sec"])
 
 
 def val_curve(metrics: Path) -> list[tuple[float, float]]:
@@ -121,9 +129,10 @@ def table(results: list[dict]) -> str:
             f"{rs[0]['params']:,}",
         ]
         lines.append("| " + " | ".join(cells) + " |")
-    per_run = ["", "| budget s | seed | wall clock s | val loss | steps |", "| --- | --- | --- | --- | --- |"]
+    per_run = ["", "| budget s | seed | wall clock s | val loss | steps | first step s |", "| --- " * 6 + "|"]
     for r in results:
-        per_run.append(f"| {r['budget']:g} | {r['seed']} | {r['wall']:.1f} | {r['loss']:.4f} | {r['steps']} |")
+        cells = [f"{r['budget']:g}", str(r["seed"]), f"{r['wall']:.1f}", f"{r['loss']:.4f}", str(r["steps"])]
+        per_run.append("| " + " | ".join([*cells, f"{r['first_step']:.1f}"]) + " |")
     return "\n".join(lines + per_run)
 
 
@@ -189,7 +198,10 @@ def main() -> None:
     for budget in budgets:
         for i in range(args.repeats):
             r = run_once(args.data, budget, args.preset or preset_for(budget), 1337 + i, work, args.extra)
-            print(f"# {budget:g} s seed {r['seed']}: {r['wall']:.1f} s, val {r['loss']:.4f}, {r['steps']} steps")
+            print(
+                f"# {budget:g} s seed {r['seed']}: {r['wall']:.1f} s, val {r['loss']:.4f}, {r['steps']} steps, "
+                f"first step {r['first_step']:.1f} s"
+            )
             results.append(r)
     flags = " ".join(args.extra)
     print(f"\ncommand per run: mini-transformer-lab train --data DATA --preset P --time_budget B --seed S {flags}\n")

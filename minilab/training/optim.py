@@ -13,6 +13,7 @@ import torch
 
 from minilab.precision import fused_adamw
 from minilab.training.config import TrainConfig
+from minilab.training.muon import StackedMuon
 
 WSD_DECAY_FRACTION = 0.2  # wsd decays linearly over the last 20% of the run
 # Why warm up at all: at step 0 AdamW's second-moment estimates rest on a single gradient, so its
@@ -132,5 +133,6 @@ def make_optimizers(model: torch.nn.Module, cfg: TrainConfig, device: torch.devi
         return [adamw]
     return [
         adamw,
-        torch.optim.Muon(muon, lr=cfg.lr, weight_decay=cfg.weight_decay, adjust_lr_fn="match_rms_adamw"),
+        # torch.optim.Muon's update, with same-shaped matrices orthogonalised together (training/muon.py)
+        StackedMuon(muon, lr=cfg.lr, weight_decay=cfg.weight_decay, adjust_lr_fn="match_rms_adamw"),
     ]
