@@ -207,16 +207,6 @@ def test_grad_accum_equals_one_larger_batch(tmp_path):
     assert all(0 < float(r["mfu"]) < 1.5 for r in rows_a)
 
 
-@pytest.mark.slow
-def test_compiled_training_saves_plain_weights(tmp_path):
-    quiet = dict(log=lambda *_: None, progress=False)
-    cfg = tiny_train_config(tmp_path, compile=True, epochs=1, steps_per_epoch=2, sample_length=0)
-    Trainer(cfg, _model_cfg(), **quiet).fit()
-    ckpt = load_checkpoint(tmp_path / "checkpoints" / "checkpoint.pt")
-    assert not any(k.startswith("_orig_mod") for k in ckpt["model_state"])
-    assert ckpt["train_args"]["compile"] is True
-
-
 def _clocked(trainer: Trainer, seconds_per_step: float = 1.0) -> Trainer:
     """Replace the trainer's wall clock by one that advances exactly per step, so budgets are deterministic."""
     clock = trainer.clock

@@ -42,6 +42,17 @@ SHAKESPEARE_CPU = dict(
     sample_length=0,
 )
 
+# On a CPU with bf16 matrix units (AMX or AVX512-BF16): 128 wide, which --dtype auto trains in bf16
+# there; compiled (inductor fuses the elementwise work, the casts, norms and rotations, that took
+# most of the eager bf16 step: 1.5x to 2x the tokens/s); batches of 64 (bf16 products pay in large
+# matrices) at twice the lr; a warmup of 100 steps, since the first step's compilation would use up
+# a warmup counted in the budget's time. Elsewhere it runs in fp32 (or eager, without a C++
+# compiler) and is simply a slower recipe.
+SHAKESPEARE_BF16 = {
+    **SHAKESPEARE_CPU,
+    **dict(d_model=128, n_heads=4, d_ff=512, batch_size=64, lr=6e-3, warmup_steps=100, compile=True),
+}
+
 # The induction-head experiment (minilab/inside/induction.py, `mini-transformer-lab induction`): two
 # attention-only layers, the smallest model in which induction heads form; no dropout.
 INDUCTION = dict(
@@ -83,10 +94,8 @@ PRESETS: dict[str, dict] = {
     # rotary positions, RMSNorm, QK-norm, squared-ReLU MLP, and Muon for the hidden matrices.
     "modern": dict(pos_encoding="rope", norm="rmsnorm", qk_norm=True, mlp="relu2", optimizer="muon"),
     "shakespeare-cpu": SHAKESPEARE_CPU,
-    # The same on a CPU with bf16 matrix units (AMX or AVX512-BF16): 128 wide, which --dtype auto
-    # trains in bf16 there, at the speed of the 96-wide model in fp32 (docs/speedrun.md, Intel table).
-    # Elsewhere it trains in fp32 and is simply a slower recipe.
-    "shakespeare-bf16": {**SHAKESPEARE_CPU, **dict(d_model=128, n_heads=4, d_ff=512)},
+    # The same on a CPU with bf16 matrix units (AMX or AVX512-BF16), docs/speedrun.md's Intel table.
+    "shakespeare-bf16": SHAKESPEARE_BF16,
     # The same for about ten minutes: a wider model with a longer context, which pays off only with
     # more training time (chosen from the shorter runs; not tuned at 600 s).
     "shakespeare-cpu-long": {
