@@ -27,6 +27,8 @@ for preset in tiny shakespeare-cpu shakespeare-bf16 shakespeare-cpu-long; do
     "$PY" benchmarks/train_bench.py --preset "$preset" --dtype fp32,auto,bf16 --dropout 0.0 --steps 30 |
         tail -n 3 | sed "s/^/| $preset /"
 done
+step "training, shakespeare-bf16 as its preset runs it (batch 64): eager against compiled, fp32 against auto"
+"$PY" benchmarks/train_bench.py --preset shakespeare-bf16 --dtype fp32,auto --dropout 0.0 --steps 30 --compile
 step "speedrun at nanoGPT's wall clock: shakespeare-bf16 (3 seeds); shakespeare-cpu in fp32 and in bf16 (1 seed each)"
 "$PY" benchmarks/speedrun.py --data "$DATA" --budget 64 --repeats 3 --work "$OUT/sr64"
 "$PY" benchmarks/speedrun.py --data "$DATA" --budget 64 --preset shakespeare-cpu --work "$OUT/sr64-fp32" | tail -n 6
