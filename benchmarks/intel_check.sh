@@ -34,7 +34,7 @@ step "speedrun at nanoGPT's wall clock: shakespeare-bf16 (3 seeds); shakespeare-
 "$PY" benchmarks/speedrun.py --data "$DATA" --budget 64 --preset shakespeare-cpu --work "$OUT/sr64-fp32" | tail -n 6
 "$PY" benchmarks/speedrun.py --data "$DATA" --budget 64 --preset shakespeare-cpu --work "$OUT/sr64-96bf16" \
     -- --dtype bf16 | tail -n 6
-step "speedrun at 600 s (shakespeare-bf16-long on bf16 CPUs: 128 wide, compiled, dropout 0.1)"
+step "speedrun at 600 s (shakespeare-bf16-long on bf16 CPUs: 128 wide, context 128, compiled, dropout 0.1)"
 "$PY" benchmarks/speedrun.py --data "$DATA" --budget 600 --work "$OUT/sr600"
 echo
 echo "runs kept in $OUT"

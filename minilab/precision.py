@@ -133,7 +133,7 @@ def inference_precision(requested: str, facts: DeviceFacts) -> Precision:
 def decode_precision(requested: str, facts: DeviceFacts, native: bool, d_model: int) -> Precision:
     """``--dtype`` for decoding one sequence: ``auto`` is bf16 weights in the C++ step on a CPU with bf16 units.
 
-    There the step reads half the bytes per token and ran 1.5x faster than in fp32 at the seed size
+    There the step reads half the bytes per token and ran 1.6x faster than in fp32 at the seed size
     (docs/precision.md), its logits within 0.2% of fp32's; the rule is the CPU's features and the
     width (narrower models, whose weights sit in the cache anyway, stay exact), never a timing, so the
     same machine always decodes the same way. ``native``: the C++ step could be built here.
