@@ -20,6 +20,19 @@ def tiny_model_config(**overrides) -> ModelConfig:
     return ModelConfig(**{**base, **overrides})
 
 
+def tiny_eval_model(seed: int = 0, **overrides):
+    """A tiny GPT in eval mode whose norms are not all ones and zeros, so a decoder can get them wrong."""
+    from minilab.model.gpt import GPT
+
+    torch.manual_seed(seed)
+    model = GPT(tiny_model_config(**overrides)).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() == 1:
+                p.add_(0.1 * torch.randn_like(p))
+    return model
+
+
 TINY_MODEL_FLAGS = ["--context_length", "32", "--d_model", "32", "--n_heads", "4", "--n_layers", "2", "--d_ff", "64"]
 
 

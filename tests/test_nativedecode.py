@@ -7,8 +7,7 @@ from minilab.generation import nativedecode, strategy
 from minilab.generation.decode import generate
 from minilab.generation.nativedecode import NativeDecoder
 from minilab.generation.strategy import Strategy
-from minilab.model.gpt import GPT
-from tests.conftest import tiny_model_config
+from tests.conftest import tiny_eval_model
 
 
 @pytest.fixture(scope="module")
@@ -19,14 +18,7 @@ def module():
     return built
 
 
-def _model(seed=0, **overrides):
-    torch.manual_seed(seed)
-    model = GPT(tiny_model_config(**overrides)).eval()
-    with torch.no_grad():  # fresh norms are all ones and zeros: give them something to get wrong
-        for p in model.parameters():
-            if p.dim() == 1:
-                p.add_(0.1 * torch.randn_like(p))
-    return model
+_model = tiny_eval_model
 
 
 @pytest.mark.parametrize("pos", ["learned", "sinusoidal"])

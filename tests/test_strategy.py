@@ -8,20 +8,13 @@ from minilab.generation.decode import CachedDecoder, generate
 from minilab.generation.strategy import BF16_LOGIT_TOLERANCE, Strategy, build, candidates, choose, fastest
 from minilab.model.config import ModelConfig
 from minilab.model.gpt import GPT
-from tests.conftest import tiny_model_config
+from tests.conftest import tiny_eval_model
 
 EVERY = [Strategy(1, 2), Strategy(2, 2), Strategy(0, 2), Strategy(1, 1), Strategy(1, 2, "bf16"), Strategy(2, 2, "bf16")]
 EVERY += [Strategy(1, 2, "fp32", True), Strategy(1, 1, "fp32", True), Strategy(1, 2, "bf16", True)]
 
 
-def _model(seed=0, **overrides):
-    torch.manual_seed(seed)
-    model = GPT(tiny_model_config(**overrides)).eval()
-    with torch.no_grad():  # fresh norms are all ones and zeros: give them something to get wrong
-        for p in model.parameters():
-            if p.dim() == 1:
-                p.add_(0.1 * torch.randn_like(p))
-    return model
+_model = tiny_eval_model
 
 
 @pytest.mark.parametrize("chosen", EVERY, ids=Strategy.describe)
