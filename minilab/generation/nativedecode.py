@@ -26,7 +26,6 @@ import torch
 
 from minilab.device import cpu_bf16_features
 from minilab.generation.window import SlidingDecoder
-from minilab.model.config import fast_decode_supports
 from minilab.model.kvcache import KVCache, prefill
 
 SOURCE = Path(__file__).with_name("native") / "decode_step.cpp"
@@ -160,11 +159,11 @@ def prepared(model, dtype: str) -> tuple[list, list, tuple]:
 class NativeDecoder(SlidingDecoder):
     """KV-cached decoding of a single sequence by the C++ step; same interface as ``CachedDecoder`` at batch 1.
 
+    It runs what ``FastDecoder.supports`` (the classic architecture, in eval mode) on the CPU in fp32.
+
     ``dtype`` 'bf16' keeps a bf16 copy of the weight matrices (the embedding's fp32 rows still give
     the input); the cache, the norms and every sum stay fp32.
     """
-
-    supports = staticmethod(lambda model: fast_decode_supports(model.cfg) and not model.training)
 
     @torch.no_grad()
     def __init__(self, model, module, dtype: str = "fp32", keep: int | None = None):
