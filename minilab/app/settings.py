@@ -98,7 +98,7 @@ PRESETS: dict[str, dict] = {
     "shakespeare-bf16": SHAKESPEARE_BF16,
     # The same for about ten minutes on a CPU with bf16 units: ten minutes of compiled training show
     # this 0.8M-parameter model the text some 20 times, and without dropout it overfits; a context of
-    # 128 (in batches of 32: the same tokens a step) scored 1.4764 against 1.4858 at 64 (docs/speedrun.md).
+    # 128 (in batches of 32: the same tokens a step) scored better than 64 (docs/speedrun.md).
     "shakespeare-bf16-long": {
         **SHAKESPEARE_BF16,
         **dict(context_length=128, batch_size=32, dropout=0.1, steps_per_epoch=550),

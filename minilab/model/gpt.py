@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from minilab.model.config import ModelConfig
 from minilab.model.kvcache import KVCache
-from minilab.model.layers import FeedForward, HookPoint, make_norm
+from minilab.model.layers import Dropout, FeedForward, HookPoint, make_norm
 from minilab.model.positions import Rotary, sinusoidal_table
 
 
@@ -57,7 +57,7 @@ class CausalSelfAttention(nn.Module):
         self.layer = layer  # which slot of a KV cache is ours
         self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=cfg.bias)  # queries, keys and values in one matmul
         self.proj = nn.Linear(cfg.d_model, cfg.d_model, bias=cfg.bias)
-        self.resid_dropout = nn.Dropout(cfg.dropout)
+        self.resid_dropout = Dropout(cfg.dropout)
         # QK-norm (used by OLMo 2, Gemma 3, modded-nanoGPT): normalising each head's queries and keys
         # bounds the attention scores, so the softmax cannot saturate and a higher lr stays stable.
         self.q_norm = make_norm(cfg, cfg.head_dim) if cfg.qk_norm else None
@@ -142,7 +142,7 @@ class GPT(nn.Module):
             self.register_buffer("pos_table", sinusoidal_table(cfg.context_length, cfg.d_model), persistent=False)
             self.emb_scale = math.sqrt(cfg.d_model)
         # 'rope' rotates q and k inside attention instead; 'none' relies on the causal mask alone.
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg, layer) for layer in range(cfg.n_layers))
         self.ln_f = make_norm(cfg, cfg.d_model)
         self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
