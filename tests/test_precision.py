@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from minilab.device import cpu_bf16_features, cpu_flags, cpu_model_name
 from minilab.errors import LabError
@@ -148,10 +149,35 @@ def test_bf16_training_reaches_fp32s_loss_at_equal_steps(tmp_path):
     assert "in fp32 (asked for)" in next(line for line in lines32 if line.startswith("training"))
 
 
-def test_cpu_adamw_is_fused_and_bf16_attention_runs_in_fp32(tmp_path):
+def test_cpu_adamw_is_fused_and_bf16_attention_runs_its_backward_in_fp32(tmp_path):
     trainer, _, _ = _run(tmp_path, "bf16", epochs=1, steps_per_epoch=2)
     assert trainer.optimizers[0].defaults["fused"] is True
-    assert all(block.attn.attention_dtype == torch.float32 for block in trainer.model.blocks)
+    assert all(block.attn.fp32_backward for block in trainer.model.blocks)
+    fp32, _, _ = _run(tmp_path / "fp32", "fp32", epochs=1, steps_per_epoch=2)
+    assert not any(block.attn.fp32_backward for block in fp32.model.blocks)
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 37, 16), (4, 2, 64, 32)])
+def test_attention_with_an_fp32_backward_matches_fp32_gradients(shape):
+    from minilab.model.gpt import fused_attention
+
+    torch.manual_seed(0)
+    q, k, v, grad = (torch.randn(shape).bfloat16() for _ in range(4))
+    q16, k16, v16 = (t.clone().requires_grad_() for t in (q, k, v))
+    out = fused_attention(q16, k16, v16, is_causal=True, fp32_backward=True)
+    assert out.grad_fn is not None and "CausalAttentionFP32Backward" in type(out.grad_fn).__name__
+    with torch.no_grad():  # the forward pass is PyTorch's bf16 kernel itself
+        assert torch.equal(out, F.scaled_dot_product_attention(q, k, v, is_causal=True))
+    out.backward(grad)
+    q32, k32, v32 = (t.float().requires_grad_() for t in (q, k, v))  # the reference: all of it in fp32
+    F.scaled_dot_product_attention(q32, k32, v32, is_causal=True).backward(grad.float())
+    q_, k_, v_ = (t.clone().requires_grad_() for t in (q, k, v))  # and all of it in bf16
+    F.scaled_dot_product_attention(q_, k_, v_, is_causal=True).backward(grad)
+    for mixed, ref, low in ((q16, q32, q_), (k16, k32, k_), (v16, v32, v_)):
+        assert mixed.grad.dtype == torch.bfloat16
+        err = (mixed.grad.float() - ref.grad).abs().max() / ref.grad.abs().max()
+        assert err < 1e-2, err
+        assert err <= (low.grad.float() - ref.grad).abs().max() / ref.grad.abs().max() * 1.5
 
 
 def test_cli_dtype_bad_input_and_old_checkpoints(tmp_path, monkeypatch, capsys):

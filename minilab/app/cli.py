@@ -39,8 +39,6 @@ def _inference_precision(requested: str, device):
 def cmd_eval(args: argparse.Namespace) -> int:
     import math
 
-    import torch
-
     from minilab.checkpoint import load_model
     from minilab.device import resolve_device
     from minilab.training.conversations import is_conversations
@@ -58,8 +56,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
     text = read_text(args.data)
     model, tokenizer, ckpt = load_model(args.checkpoint, device)
     fraction = args.val_fraction or ((ckpt or {}).get("train_args") or {}).get("val_fraction") or 0.1
-    if device.type == "cpu" and precision.autocast_dtype is not None:
-        model.set_attention_dtype(torch.float32)  # faster than bf16 on CPUs (minilab/training/setup.py)
     with precision.autocast(device.type):
         score = score_text(model, tokenizer, text, fraction, args.batch_size)
     loss = score.loss

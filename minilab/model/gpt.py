@@ -39,13 +39,38 @@ def explicit_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor):
     return weights @ v, weights  # (B, nh, T, hs)
 
 
-def fused_attention(q, k, v, mask=None, is_causal=False, dtype: torch.dtype | None = None) -> torch.Tensor:
-    """PyTorch's fused attention kernel, computed in ``dtype`` (outside autocast) if given; returns q's dtype."""
-    if dtype is None or q.dtype == dtype:
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal)
-    with torch.autocast(q.device.type, enabled=False):
-        y = F.scaled_dot_product_attention(q.to(dtype), k.to(dtype), v.to(dtype), attn_mask=mask, is_causal=is_causal)
-    return y.to(q.dtype)
+def fused_attention(q, k, v, mask=None, is_causal=False, fp32_backward: bool = False) -> torch.Tensor:
+    """PyTorch's fused attention kernel. With ``fp32_backward``, a causal bf16 attention that will be
+    differentiated on a CPU runs its backward pass in fp32 (``CausalAttentionFP32Backward``)."""
+    if fp32_backward and is_causal and mask is None and q.requires_grad and q.dtype != torch.float32:
+        if q.device.type == "cpu" and hasattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu"):
+            with torch.autocast("cpu", enabled=False):
+                return CausalAttentionFP32Backward.apply(q, k, v)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal)
+
+
+class CausalAttentionFP32Backward(torch.autograd.Function):
+    """Causal fused attention on a CPU: the forward pass in q's dtype (bf16), the backward pass in fp32.
+
+    PyTorch's CPU flash-attention kernel runs its forward pass 2.3x faster in bf16 than in fp32 on
+    an AMX Xeon, but its backward pass 1.6x slower (seed config, 2 threads; docs/precision.md), so
+    training under bf16 autocast takes the fast half of each. The backward kernel gets q, k, v (cast
+    up exactly), the output cast up, and the forward's fp32 log-sum-exp, from which it recomputes
+    the softmax the forward pass used.
+    """
+
+    @staticmethod
+    def forward(ctx, q, k, v):
+        out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, v, 0.0, True)
+        ctx.save_for_backward(q, k, v, out, lse)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        q, k, v, out, lse = ctx.saved_tensors
+        up = (t.float() for t in (grad, q, k, v, out))
+        dq, dk, dv = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward(*up, lse, 0.0, True)
+        return dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype)
 
 
 class CausalSelfAttention(nn.Module):
@@ -70,9 +95,9 @@ class CausalSelfAttention(nn.Module):
         self.hook_pattern = HookPoint(f"blocks.{layer}.attn.pattern")  # the attention weights (B, nh, T, S)
         self.hook_heads = HookPoint(f"blocks.{layer}.attn.heads")  # each head's output, before proj (B, nh, T, hs)
         self.hook_out = HookPoint(f"blocks.{layer}.attn.out")  # what attention adds to the residual (B, T, C)
-        # Under bf16 autocast on a CPU, the fused kernel is faster in fp32 than in bf16 (its bf16
-        # backward pass: 1.5x slower on an AMX Xeon), so the trainer may set this to torch.float32.
-        self.attention_dtype: torch.dtype | None = None
+        # Under bf16 autocast on a CPU, the fused kernel's backward pass is faster in fp32 than in
+        # bf16 (1.6x on an AMX Xeon), so the trainer sets this (see CausalAttentionFP32Backward).
+        self.fp32_backward = False
 
     def forward(self, x: torch.Tensor, need_weights: bool = False, cache: KVCache | None = None):
         B, T, C = x.shape
@@ -98,9 +123,9 @@ class CausalSelfAttention(nn.Module):
             if T == S or T == 1:
                 # No dropout on the attention weights: it would force PyTorch off its fused kernel.
                 # A single new token may see every cached position, so it needs no mask at all.
-                y = fused_attention(q, k, v, is_causal=T > 1, dtype=self.attention_dtype)
+                y = fused_attention(q, k, v, is_causal=T > 1, fp32_backward=self.fp32_backward)
             else:  # several new tokens after cached ones: the causal mask is offset by S - T
-                y = fused_attention(q, k, v, ~future_mask(T, S, q.device), dtype=self.attention_dtype)
+                y = fused_attention(q, k, v, ~future_mask(T, S, q.device))
         y = self.hook_heads(y)  # (B, nh, T, hs): zeroing one head here removes it from the model
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # heads side by side again: (B, T, C)
         return self.hook_out(self.resid_dropout(self.proj(y))), weights
@@ -177,10 +202,10 @@ class GPT(nn.Module):
         for block in self.blocks:
             block.attn.fused = fused
 
-    def set_attention_dtype(self, dtype: torch.dtype | None) -> None:
-        """Run the fused attention kernel in ``dtype`` whatever autocast says (None: autocast's choice)."""
+    def set_attention_fp32_backward(self, on: bool) -> None:
+        """Run the fused attention's backward pass in fp32 under bf16 autocast on a CPU (training there)."""
         for block in self.blocks:
-            block.attn.attention_dtype = dtype
+            block.attn.fp32_backward = on
 
     def embed(self, idx: torch.Tensor, start: int = 0) -> torch.Tensor:
         """Token embedding plus position encoding for positions start..start+T-1. (B, T) -> (B, T, C)
