@@ -149,6 +149,14 @@ def test_dropout_drops_p_of_the_elements_and_keeps_the_mean(p):
     assert both == pytest.approx(rate * rate, abs=0.006)
 
 
+def test_dropout_rates_near_0_and_1_still_drop_and_keep():
+    x = torch.ones(64, 1024)
+    torch.manual_seed(1)
+    assert Dropout(1e-6).cut == 1 and (Dropout(1e-6).train()(x) == 0).any()
+    kept = Dropout(0.99999).train()(x)
+    assert Dropout(0.99999).cut == 4095 and torch.isfinite(kept).all() and (kept == 4096).any()
+
+
 def test_dropout_is_off_in_eval_mode_at_zero_and_follows_the_seed():
     x = torch.randn(2, 8, 16, requires_grad=True)
     assert Dropout(0.3).eval()(x) is x and Dropout(0.0).train()(x) is x

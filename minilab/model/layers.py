@@ -37,7 +37,8 @@ class Dropout(nn.Module):
     sizes this lab trains, those draws took a third of a compiled training step (docs/benchmarks.md).
     Here one 64-bit draw makes the masks of four elements: a draw below 2^60 is read as four 16-bit
     quarters, and each quarter's low 12 bits (all random) keep its element when they are at least
-    p * 4096. So p is rounded to a multiple of 1/4096 (0.1 drops 410/4096 = 0.1001 of the elements),
+    p * 4096. So p is rounded to a multiple of 1/4096 (0.1 drops 410/4096 = 0.1001 of the elements;
+    anything between 0 and 1 drops at least 1/4096 and keeps at least 1/4096),
     and the kept ones are scaled by the exact inverse of the kept fraction. On CUDA, where PyTorch's
     dropout is one fused kernel already, that is used instead.
     """
@@ -45,7 +46,9 @@ class Dropout(nn.Module):
     def __init__(self, p: float):
         super().__init__()
         self.p = p
-        self.cut = round(p * 4096)  # an element is dropped when its 12 random bits are below this
+        # An element is dropped when its 12 random bits are below this: 1 to 4095 for 0 < p < 1, so
+        # a tiny p still drops something and one near 1 still keeps something.
+        self.cut = 0 if p == 0 else min(max(round(p * 4096), 1), 4095)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.cut == 0:
